@@ -1,0 +1,66 @@
+#pragma once
+// Trainable parameters and their initialisers.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "unetsrnn/core/rng.hpp"
+#include "unetsrnn/tensor/tensor.hpp"
+
+namespace unetsrnn {
+
+// Initialisers of the original work (Keras 2 definitions).
+enum class Init {
+  Zeros,
+  HeNormal,       // truncated normal (+-2 sd, redrawn), sd = sqrt(2 / fan_in) / 0.8796... (Keras)
+  GlorotUniform,  // uniform +-sqrt(6 / (fan_in + fan_out))
+  SrnnUniform,    // uniform [-0.05, 0.05], the original's Spatial RNN weights
+};
+
+template <class Dev = Cpu>
+struct Param {
+  Tensor<Dev> value, grad;
+  Init init = Init::Zeros;
+  int fan_in = 1, fan_out = 1;
+
+  Param(Shape s, Init i, int fin = 1, int fout = 1)
+      : value(s, 0.0f), grad(s, 0.0f), init(i), fan_in(fin), fan_out(fout) {}
+
+  // Draws the initial values on the host, then copies them to the device.
+  void initialise(Rng& rng) {
+    Tensor<Cpu> host(value.shape(), 0.0f);
+    // Keras divides by the sd of a unit normal truncated at +-2 so the result has the intended sd.
+    constexpr double kTruncatedSd = 0.87962566103423978;
+    for (float& v : host) {
+      switch (init) {
+        case Init::Zeros: v = 0.0f; break;
+        case Init::HeNormal:
+          v = static_cast<float>(rng.truncated_normal(std::sqrt(2.0 / fan_in) / kTruncatedSd));
+          break;
+        case Init::GlorotUniform: {
+          const double lim = std::sqrt(6.0 / (fan_in + fan_out));
+          v = static_cast<float>(rng.uniform(-lim, lim));
+          break;
+        }
+        case Init::SrnnUniform: v = static_cast<float>(rng.uniform(-0.05, 0.05)); break;
+      }
+    }
+    if constexpr (std::is_same_v<Dev, Cpu>) value = std::move(host);
+    else value.copy_from_host(host);
+    grad.zero();
+  }
+};
+
+template <class Dev>
+struct NamedParam {
+  std::string name;
+  Param<Dev>* param;
+};
+template <class Dev>
+using ParamList = std::vector<NamedParam<Dev>>;
+
+inline std::string join_name(const std::string& prefix, const char* name) {
+  return prefix.empty() ? std::string(name) : prefix + "." + name;
+}
+
+}  // namespace unetsrnn

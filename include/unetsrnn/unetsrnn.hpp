@@ -1,0 +1,12 @@
+#pragma once
+// unetsrnn: U-Net segmentation models with Spatial RNN skip links, header-only.
+#include "unetsrnn/core/device.hpp"
+#include "unetsrnn/core/error.hpp"
+#include "unetsrnn/core/rng.hpp"
+#include "unetsrnn/layers/conv.hpp"
+#include "unetsrnn/layers/param.hpp"
+#include "unetsrnn/layers/pool.hpp"
+#include "unetsrnn/layers/srnn.hpp"
+#include "unetsrnn/ops/cpu/backend.hpp"
+#include "unetsrnn/ops/ops.hpp"
+#include "unetsrnn/tensor/tensor.hpp"
