@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the build dependencies (Debian 12, as root), builds the demo trainer and runs it on the
+# library's own synthetic data. This is the README's first command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev >/dev/null
+fi
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_TESTS=OFF
+cmake --build "$build" -j "$(nproc)" --target demo
+"$build/examples/demo" --out runs/demo "$@"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the build dependencies (Debian 12, as root), builds everything with warnings as errors and
+# runs the whole test suite. This is the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev python3-torch >/dev/null
+fi
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_BENCHMARKS=ON
+cmake --build "$build" -j "$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j 1
