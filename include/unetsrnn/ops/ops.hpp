@@ -7,6 +7,8 @@
 // Conventions: NCHW float32. Output views may be strided channel blocks of a larger tensor (fused
 // concatenation). `accumulate == true` means dx += ..., otherwise dx = .... Parameter gradients
 // always accumulate (the trainer zeroes them once per batch).
+#include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include "unetsrnn/ops/types.hpp"
@@ -21,6 +23,13 @@ template <class Dev>
 struct SrnnCache;  // per-backend scratch a Spatial RNN keeps between forward and backward
 
 namespace ops {
+// Floating-point operations of the convolutions (plain and transposed, forward and backward) issued
+// through the op table since the last reset; a multiply-add counts as two. Pointwise ops, pooling and
+// the Spatial RNN (a few operations per element) are not counted. Benchmarks use it to report each
+// model's FLOPs as the library actually issues them.
+inline std::uint64_t flops_counted();
+inline void reset_flop_counter();
+
 namespace detail {
 template <class T>
 constexpr bool backend_complete = requires { sizeof(Backend<T>); };
@@ -32,6 +41,15 @@ constexpr void require_backend() {
                 "to use the Cuda device");
 }
 
+// Multiply-adds count as two floating-point operations.
+inline std::atomic<std::uint64_t> flop_count{0};
+inline void count_flops(double flops) {
+  flop_count.fetch_add(static_cast<std::uint64_t>(flops), std::memory_order_relaxed);
+}
+inline double conv_flops(const Shape& out, const Shape& w) {  // w: (Cout, Cin, k, k) or transposed
+  return 2.0 * static_cast<double>(out.size()) * w.c * w.h * w.w;
+}
+
 inline void same_hw(const char* who, const Shape& a, const Shape& b) {
   if (a.n != b.n || a.h != b.h || a.w != b.w)
     fail_argument(who, ": batch/spatial sizes differ, ", a.str(), " vs ", b.str());
@@ -40,6 +58,9 @@ inline void channels_are(const char* who, const char* what, const Shape& s, int 
   if (s.c != c) fail_argument(who, ": ", what, " has ", s.c, " channels, expected ", c, " in ", s.str());
 }
 }  // namespace detail
+
+inline std::uint64_t flops_counted() { return detail::flop_count.load(); }
+inline void reset_flop_counter() { detail::flop_count.store(0); }
 
 // ---------------------------------------------------------------- pointwise and data movement
 // y = value everywhere.
@@ -94,6 +115,7 @@ void conv2d_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<Dev> y, Act a
   detail::channels_are(who, "output", y.shape, w.shape.n);
   detail::same_hw(who, x.shape, y.shape);
   if (b.data) check_shape(who, Shape{1, w.shape.n, 1, 1}, b.shape);
+  detail::count_flops(detail::conv_flops(y.shape, w.shape));
   Backend<Dev>::conv2d_forward(x, w, b, y, act, scratch);
 }
 // dx (+)= gradient of the convolution's pre-activation output dy with respect to its input.
@@ -105,6 +127,7 @@ void conv2d_backward_data(CView<Dev> dy, CView<Dev> w, View<Dev> dx, bool accumu
   detail::channels_are(who, "dy", dy.shape, w.shape.n);
   detail::channels_are(who, "dx", dx.shape, w.shape.c);
   detail::same_hw(who, dy.shape, dx.shape);
+  detail::count_flops(detail::conv_flops(dy.shape, w.shape));
   Backend<Dev>::conv2d_backward_data(dy, w, dx, accumulate, scratch);
 }
 // dw += sum over batch and pixels of dy x im2col(x); db += sum of dy (db may be empty).
@@ -116,6 +139,7 @@ void conv2d_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw, View<Dev>
   detail::channels_are(who, "dy", dy.shape, dw.shape.n);
   detail::same_hw(who, x.shape, dy.shape);
   if (db.data) check_shape(who, Shape{1, dw.shape.n, 1, 1}, db.shape);
+  detail::count_flops(detail::conv_flops(dy.shape, dw.shape));
   Backend<Dev>::conv2d_backward_params(x, dy, dw, db, scratch);
 }
 
@@ -129,6 +153,7 @@ void conv_transpose2x2_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<De
   detail::channels_are(who, "input", x.shape, w.shape.n);
   check_shape(who, Shape{x.shape.n, w.shape.c, 2 * x.shape.h, 2 * x.shape.w}, y.shape);
   if (b.data) check_shape(who, Shape{1, w.shape.c, 1, 1}, b.shape);
+  detail::count_flops(2.0 * x.shape.size() * w.shape.c * 4);
   Backend<Dev>::conv_transpose2x2_forward(x, w, b, y, scratch);
 }
 template <class Dev>
@@ -137,6 +162,7 @@ void conv_transpose2x2_backward_data(CView<Dev> dy, CView<Dev> w, View<Dev> dx, 
   const char* who = "ops::conv_transpose2x2_backward_data";
   check_shape(who, Shape{dx.shape.n, w.shape.c, 2 * dx.shape.h, 2 * dx.shape.w}, dy.shape);
   detail::channels_are(who, "dx", dx.shape, w.shape.n);
+  detail::count_flops(2.0 * dx.shape.size() * w.shape.c * 4);
   Backend<Dev>::conv_transpose2x2_backward_data(dy, w, dx, accumulate, scratch);
 }
 template <class Dev>
@@ -146,6 +172,7 @@ void conv_transpose2x2_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw
   check_shape(who, Shape{x.shape.n, dw.shape.c, 2 * x.shape.h, 2 * x.shape.w}, dy.shape);
   detail::channels_are(who, "x", x.shape, dw.shape.n);
   if (db.data) check_shape(who, Shape{1, dw.shape.c, 1, 1}, db.shape);
+  detail::count_flops(2.0 * x.shape.size() * dw.shape.c * 4);
   Backend<Dev>::conv_transpose2x2_backward_params(x, dy, dw, db, scratch);
 }
 
