@@ -10,7 +10,8 @@ namespace unetsrnn {
 
 // Common layer contract (all layers):
 //   forward(x, y)            computes y from x and remembers both views for backward;
-//   backward(dy, dx, acc)    dx (+)= dL/dx (skipped when dx.data == nullptr), parameter gradients +=;
+//   backward(dy, dx, acc)    dx (+)= dL/dx (skipped when dx.data == nullptr), parameter gradients
+//   +=;
 //                            dy may be overwritten;
 //   init(rng), collect(list, prefix).
 template <int In, int Out, int K, Act A = Act::Relu, bool Bias = true, class Dev = Cpu>
@@ -19,7 +20,7 @@ class Conv2d {
 
  public:
   static constexpr int in_channels = In, out_channels = Out;
-  Param<Dev> weight{Shape{Out, In, K, K}, Init::GlorotUniform, In * K * K, Out * K * K};
+  Param<Dev> weight{Shape{Out, In, K, K}, Init::GlorotUniform, In* K* K, Out* K* K};
   Param<Dev> bias{Shape{1, Out, 1, 1}, Init::Zeros};
 
   explicit Conv2d(Init kernel_init = Init::GlorotUniform) { weight.init = kernel_init; }
@@ -79,7 +80,8 @@ class ConvTranspose2x2 {
   }
   void backward(View<Dev> dy, View<Dev> dx, bool accumulate) {
     ops::conv_transpose2x2_backward_params<Dev>(x_, dy, weight.grad, bias.grad, scratch_);
-    if (dx.data) ops::conv_transpose2x2_backward_data<Dev>(dy, weight.value, dx, accumulate, scratch_);
+    if (dx.data)
+      ops::conv_transpose2x2_backward_data<Dev>(dy, weight.value, dx, accumulate, scratch_);
   }
 
  private:

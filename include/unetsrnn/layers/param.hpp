@@ -33,7 +33,9 @@ struct Param {
     constexpr double kTruncatedSd = 0.87962566103423978;
     for (float& v : host) {
       switch (init) {
-        case Init::Zeros: v = 0.0f; break;
+        case Init::Zeros:
+          v = 0.0f;
+          break;
         case Init::HeNormal:
           v = static_cast<float>(rng.truncated_normal(std::sqrt(2.0 / fan_in) / kTruncatedSd));
           break;
@@ -42,11 +44,15 @@ struct Param {
           v = static_cast<float>(rng.uniform(-lim, lim));
           break;
         }
-        case Init::SrnnUniform: v = static_cast<float>(rng.uniform(-0.05, 0.05)); break;
+        case Init::SrnnUniform:
+          v = static_cast<float>(rng.uniform(-0.05, 0.05));
+          break;
       }
     }
-    if constexpr (std::is_same_v<Dev, Cpu>) value = std::move(host);
-    else value.copy_from_host(host);
+    if constexpr (std::is_same_v<Dev, Cpu>)
+      value = std::move(host);
+    else
+      value.copy_from_host(host);
     grad.zero();
   }
 };

@@ -43,7 +43,7 @@ class ModelAdapter final : public AnyModel<Dev> {
 };
 
 inline std::vector<std::string> model_names() {
-  return {"unet2d_lw",     "unet2d_hw",    "unet2d_res_lw",
+  return {"unet2d_lw",     "unet2d_hw",     "unet2d_res_lw",
           "unet2d_res_hw", "crunet_res_lw", "crunet_res_hw"};
 }
 

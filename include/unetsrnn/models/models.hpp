@@ -1,8 +1,9 @@
 #pragma once
 // The four models of the original work as types (../shared/docs/seed-facts.md, section 2):
-//   UNet2D<Filters::Low>, UNet2DRes<Filters::High>, CRUNetRes<Filters::High>, CRUNetRes<Filters::Low>
-// (every filter width is available for every model). Input (N, InChannels, H, W) with H, W divisible
-// by 16; output (N, 1, H, W) logits (the sigmoid belongs to the loss and to prediction).
+//   UNet2D<Filters::Low>, UNet2DRes<Filters::High>, CRUNetRes<Filters::High>,
+//   CRUNetRes<Filters::Low>
+// (every filter width is available for every model). Input (N, InChannels, H, W) with H, W
+// divisible by 16; output (N, 1, H, W) logits (the sigmoid belongs to the loss and to prediction).
 #include <cstdint>
 #include <string>
 

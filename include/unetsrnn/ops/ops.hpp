@@ -24,15 +24,17 @@ struct SrnnCache;  // per-backend scratch a Spatial RNN keeps between forward an
 
 namespace ops {
 // Floating-point operations of the convolutions (plain and transposed, forward and backward) issued
-// through the op table since the last reset; a multiply-add counts as two. Pointwise ops, pooling and
-// the Spatial RNN (a few operations per element) are not counted. Benchmarks use it to report each
-// model's FLOPs as the library actually issues them.
+// through the op table since the last reset; a multiply-add counts as two. Pointwise ops, pooling
+// and the Spatial RNN (a few operations per element) are not counted. Benchmarks use it to report
+// each model's FLOPs as the library actually issues them.
 inline std::uint64_t flops_counted();
 inline void reset_flop_counter();
 
 namespace detail {
 template <class T>
-constexpr bool backend_complete = requires { sizeof(Backend<T>); };
+constexpr bool backend_complete = requires {
+  sizeof(Backend<T>);
+};
 
 template <class Dev>
 constexpr void require_backend() {
@@ -55,7 +57,8 @@ inline void same_hw(const char* who, const Shape& a, const Shape& b) {
     fail_argument(who, ": batch/spatial sizes differ, ", a.str(), " vs ", b.str());
 }
 inline void channels_are(const char* who, const char* what, const Shape& s, int c) {
-  if (s.c != c) fail_argument(who, ": ", what, " has ", s.c, " channels, expected ", c, " in ", s.str());
+  if (s.c != c)
+    fail_argument(who, ": ", what, " has ", s.c, " channels, expected ", c, " in ", s.str());
 }
 }  // namespace detail
 
@@ -103,8 +106,8 @@ void sigmoid_forward(CView<Dev> x, View<Dev> y) {
 // ---------------------------------------------------------------- convolution
 // 'Same' convolution, stride 1, odd square kernel k (1 or 3 in the models):
 //   y[n,o,i,j] = act(b[o] + sum_{c,u,v} w[o,c,u,v] * x[n,c,i+u-k/2,j+v-k/2]), zero padding.
-// w: (Cout, Cin, k, k) (PyTorch's layout); b: (1, Cout, 1, 1) or empty (data == nullptr) for no bias.
-// scratch: reusable workspace, grown as needed (no allocation once warm).
+// w: (Cout, Cin, k, k) (PyTorch's layout); b: (1, Cout, 1, 1) or empty (data == nullptr) for no
+// bias. scratch: reusable workspace, grown as needed (no allocation once warm).
 template <class Dev>
 void conv2d_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<Dev> y, Act act,
                     Tensor<Dev>& scratch) {
@@ -149,7 +152,8 @@ template <class Dev>
 void conv_transpose2x2_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<Dev> y,
                                Tensor<Dev>& scratch) {
   const char* who = "ops::conv_transpose2x2_forward";
-  if (w.shape.h != 2 || w.shape.w != 2) fail_argument(who, ": kernel must be 2x2, got ", w.shape.str());
+  if (w.shape.h != 2 || w.shape.w != 2)
+    fail_argument(who, ": kernel must be 2x2, got ", w.shape.str());
   detail::channels_are(who, "input", x.shape, w.shape.n);
   check_shape(who, Shape{x.shape.n, w.shape.c, 2 * x.shape.h, 2 * x.shape.w}, y.shape);
   if (b.data) check_shape(who, Shape{1, w.shape.c, 1, 1}, b.shape);
@@ -181,7 +185,8 @@ void conv_transpose2x2_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw
 template <class Dev>
 void maxpool2x2_forward(CView<Dev> x, View<Dev> y) {
   const char* who = "ops::maxpool2x2_forward";
-  if (x.shape.h % 2 || x.shape.w % 2) fail_argument(who, ": H and W must be even, got ", x.shape.str());
+  if (x.shape.h % 2 || x.shape.w % 2)
+    fail_argument(who, ": H and W must be even, got ", x.shape.str());
   check_shape(who, Shape{x.shape.n, x.shape.c, x.shape.h / 2, x.shape.w / 2}, y.shape);
   Backend<Dev>::maxpool2x2_forward(x, y);
 }
@@ -197,8 +202,8 @@ void maxpool2x2_backward(CView<Dev> x, CView<Dev> y, CView<Dev> dy, View<Dev> dx
 
 // ---------------------------------------------------------------- Spatial RNN
 // Four directional sweeps of x (N, C, H, W) with per-channel weights w (4, C, 1, 1) in direction
-// order right, left, down, up; y (N, 4C, H, W) holds the four results as channel blocks in that order.
-// Exact for every rule, any sign of x and w, any L >= 1 (L beyond the image edge included).
+// order right, left, down, up; y (N, 4C, H, W) holds the four results as channel blocks in that
+// order. Exact for every rule, any sign of x and w, any L >= 1 (L beyond the image edge included).
 // `cache` keeps what backward needs; backward must follow the forward that filled it.
 template <class Dev>
 void srnn_forward(CView<Dev> x, CView<Dev> w, View<Dev> y, const SrnnConfig& cfg,
@@ -223,7 +228,8 @@ void srnn_backward(CView<Dev> x, CView<Dev> w, CView<Dev> dy, View<Dev> dx, View
 
 // ---------------------------------------------------------------- optimiser updates
 // Adam as in Keras 2 (legacy): lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t);
-// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps). All views contiguous.
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr_t * m / (sqrt(v) + eps). All views
+// contiguous.
 template <class Dev>
 void adam_update(View<Dev> p, CView<Dev> g, View<Dev> m, View<Dev> v, float lr_t, float beta1,
                  float beta2, float eps) {

@@ -16,8 +16,8 @@ enum class Act { None, Relu };
 enum class SrnnRule { Seed, Paper, Irnn };
 // Activation inside the recurrence.
 enum class SrnnAct { Relu, Identity, Tanh };
-// How the four directions are merged: concat gives 4C channels [right, left, down, up]; conv applies
-// a 1x1 convolution without bias from 4C channels, then the activation.
+// How the four directions are merged: concat gives 4C channels [right, left, down, up]; conv
+// applies a 1x1 convolution without bias from 4C channels, then the activation.
 enum class SrnnMerge { Concat, Conv };
 
 // Direction order of the output channel blocks. Fixed by the original layer.
@@ -32,17 +32,23 @@ struct SrnnConfig {
 
 inline std::string_view to_string(SrnnRule r) {
   switch (r) {
-    case SrnnRule::Seed: return "seed";
-    case SrnnRule::Paper: return "paper";
-    case SrnnRule::Irnn: return "irnn";
+    case SrnnRule::Seed:
+      return "seed";
+    case SrnnRule::Paper:
+      return "paper";
+    case SrnnRule::Irnn:
+      return "irnn";
   }
   return "?";
 }
 inline std::string_view to_string(SrnnAct a) {
   switch (a) {
-    case SrnnAct::Relu: return "relu";
-    case SrnnAct::Identity: return "identity";
-    case SrnnAct::Tanh: return "tanh";
+    case SrnnAct::Relu:
+      return "relu";
+    case SrnnAct::Identity:
+      return "identity";
+    case SrnnAct::Tanh:
+      return "tanh";
   }
   return "?";
 }

@@ -2,11 +2,12 @@
 // Float32 tensors in NCHW layout.
 //
 // NCHW because every convolution here becomes a GEMM over (channels x pixels) of one image, and
-// a channel block of one image is then a contiguous matrix that Eigen::Map can wrap without copying.
+// a channel block of one image is then a contiguous matrix that Eigen::Map can wrap without
+// copying.
 //
 // `Tensor<Dev>` owns its storage; `View<Dev>` / `CView<Dev>` are non-owning (pointer, shape, batch
-// stride). The batch stride lets a view address a block of channels inside a larger tensor, which is
-// how concatenation is fused: a layer writes straight into its slice of the concatenated buffer.
+// stride). The batch stride lets a view address a block of channels inside a larger tensor, which
+// is how concatenation is fused: a layer writes straight into its slice of the concatenated buffer.
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
@@ -24,8 +25,8 @@ struct Shape {
   int n = 0, c = 0, h = 0, w = 0;
 
   constexpr std::size_t size() const {
-    return static_cast<std::size_t>(n) * static_cast<std::size_t>(c) *
-           static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
+    return static_cast<std::size_t>(n) * static_cast<std::size_t>(c) * static_cast<std::size_t>(h) *
+           static_cast<std::size_t>(w);
   }
   constexpr std::size_t image_size() const {  // elements of one batch item
     return static_cast<std::size_t>(c) * static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
@@ -60,7 +61,9 @@ struct DeviceMemory<Cpu> {
   static void copy(float* dst, const float* src, std::size_t count) {
     if (count) std::memcpy(dst, src, count * sizeof(float));
   }
-  static void fill(float* dst, std::size_t count, float value) { std::fill(dst, dst + count, value); }
+  static void fill(float* dst, std::size_t count, float value) {
+    std::fill(dst, dst + count, value);
+  }
 };
 
 template <class Dev = Cpu, class T = float>
@@ -77,7 +80,9 @@ struct BasicView {
 
   bool contiguous() const { return nstride == shape.image_size() || shape.n <= 1; }
   T* image(int i) const { return data + static_cast<std::size_t>(i) * nstride; }
-  T* channel(int i, int ch) const { return image(i) + static_cast<std::size_t>(ch) * shape.plane(); }
+  T* channel(int i, int ch) const {
+    return image(i) + static_cast<std::size_t>(ch) * shape.plane();
+  }
   T& at(int i, int ch, int y, int x) const {
     return channel(i, ch)[static_cast<std::size_t>(y) * shape.w + x];
   }
@@ -113,7 +118,9 @@ class Tensor {
     resize(s);
     fill(value);
   }
-  Tensor(const Tensor& o) : Tensor(o.shape_) { DeviceMemory<Dev>::copy(data_.get(), o.data(), size()); }
+  Tensor(const Tensor& o) : Tensor(o.shape_) {
+    DeviceMemory<Dev>::copy(data_.get(), o.data(), size());
+  }
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
   Tensor& operator=(const Tensor& o) {
@@ -127,7 +134,8 @@ class Tensor {
   static Tensor from(CView<Dev> v) {
     Tensor t(v.shape);
     for (int i = 0; i < v.shape.n; ++i)
-      DeviceMemory<Dev>::copy(t.data() + i * v.shape.image_size(), v.image(i), v.shape.image_size());
+      DeviceMemory<Dev>::copy(t.data() + i * v.shape.image_size(), v.image(i),
+                              v.shape.image_size());
     return t;
   }
 

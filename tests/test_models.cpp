@@ -1,0 +1,183 @@
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <unetsrnn/unetsrnn.hpp>
+
+using namespace unetsrnn;
+
+namespace {
+
+Tensor<> random_tensor(Shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  Tensor<> t(s);
+  Rng rng(seed);
+  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
+  return t;
+}
+
+// Forward + backward of a model on x with loss = sum(logits * r); returns the loss.
+template <class M>
+double forward_backward(M& model, const Tensor<>& x, const Tensor<>& r) {
+  model.zero_grad();
+  CView<> y = model.forward(x);
+  double loss = 0.0;
+  for (std::size_t i = 0; i < r.size(); ++i) loss += static_cast<double>(y.data[i]) * r[i];
+  model.backward(r);
+  return loss;
+}
+
+}  // namespace
+
+TEST_CASE("trainable parameter counts match the original models (3-channel input)") {
+  CHECK(UNet2D<Filters::Low>().parameter_count() == 485817);
+  CHECK(UNet2DRes<Filters::High>().parameter_count() == 15527681);
+  CHECK(CRUNetRes<Filters::High>().parameter_count() == 14448321);
+  CHECK(CRUNetRes<Filters::Low>().parameter_count() == 914481);
+  // One SRNN weight per channel per direction (the original's Keras count adds the masked taps).
+  CHECK(CRUNetRes<Filters::High>().parameter_count() + 2 * 4 * (64 + 128) == 14449857);
+  CHECK(CRUNetRes<Filters::Low>().parameter_count() + 2 * 4 * (16 + 32) == 914865);
+}
+
+TEST_CASE("factory builds every model by name and rejects unknown names") {
+  for (const auto& name : model_names()) {
+    auto m = make_model(name);
+    CHECK(m->name() == name);
+    CHECK(m->parameter_count() > 0);
+  }
+  CHECK(make_model("unet2d_lw")->parameter_count() == 485817);
+  CHECK(make_model("crunet_res_hw")->parameter_count() == 14448321);
+  CHECK_THROWS_WITH_AS(make_model("crunet"), doctest::Contains("valid models"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("parameter names are unique and shapes are as declared") {
+  CRUNetRes<Filters::Low> m;
+  auto params = m.parameters();
+  std::set<std::string> names;
+  for (auto& p : params) CHECK(names.insert(p.name).second);
+  CHECK(params.front().name == "enc1.conv_a.weight");
+  CHECK(params.front().param->value.shape() == Shape{8, 3, 3, 3});
+  CHECK(params.back().name == "out.bias");
+}
+
+TEST_CASE("same seed gives bit-identical weights, another seed different ones") {
+  CRUNetRes<Filters::Low> a, b, c;
+  a.init(42);
+  b.init(42);
+  c.init(43);
+  auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
+  bool all_equal = true, any_differs = false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    const auto& va = pa[i].param->value;
+    all_equal = all_equal && std::memcmp(va.data(), pb[i].param->value.data(), va.size() * 4) == 0;
+    any_differs = any_differs || std::memcmp(va.data(), pc[i].param->value.data(), va.size() * 4);
+  }
+  CHECK(all_equal);
+  CHECK(any_differs);
+}
+
+TEST_CASE("bad input shapes give clear errors") {
+  UNet2D<Filters::Low> m;
+  m.init(1);
+  CHECK_THROWS_WITH_AS(m.forward(Tensor<>(Shape{1, 3, 40, 40})),
+                       doctest::Contains("multiples of 16"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(m.forward(Tensor<>(Shape{1, 1, 32, 32})), doctest::Contains("expects 3"),
+                       std::invalid_argument);
+  UNet2D<Filters::Low, Cpu, 1> grey;  // input channels are a template parameter
+  grey.init(1);
+  CHECK(grey.forward(Tensor<>(Shape{1, 1, 32, 48}, 0.5f)).shape == Shape{1, 1, 32, 48});
+}
+
+TEST_CASE_TEMPLATE("forward + backward of the seed models at 1x3x160x192", M, UNet2D<Filters::Low>,
+                   UNet2DRes<Filters::High>, CRUNetRes<Filters::High>, CRUNetRes<Filters::Low>) {
+  M model;
+  model.init(7);
+  const Tensor<> x = random_tensor(Shape{1, 3, 160, 192}, 1, 0.0, 1.0);
+  const Tensor<> r = random_tensor(Shape{1, 1, 160, 192}, 2);
+  const double loss = forward_backward(model, x, r);
+  CHECK(std::isfinite(loss));
+  double grad_norm = 0.0;
+  for (auto& p : model.parameters())
+    for (float g : p.param->grad) grad_norm += static_cast<double>(g) * g;
+  CHECK(std::isfinite(grad_norm));
+  CHECK(grad_norm > 0.0);
+  // Every parameter tensor receives some gradient (no block is disconnected).
+  for (auto& p : model.parameters()) {
+    double s = 0.0;
+    for (float g : p.param->grad) s += std::fabs(g);
+    INFO(p.name);
+    CHECK(s > 0.0);
+  }
+}
+
+// Whole-model gradient check. Float32 rounding of a deep net's loss (~1e-6 relative, summed over
+// thousands of outputs) swamps per-coordinate central differences of the small deep gradients, and
+// at the default initialisation countless ReLUs and max-pools sit within any usable step of a kink.
+// So the models are put in a regime where every ReLU is active: positive inputs, positive weights
+// scaled to ~1/fan_in, positive biases, SRNN weights in [0.1, 0.5]. There the loss is exactly
+// linear in every conv tensor, so a large step along the analytic gradient g of one tensor
+// (0.2 x its norm) has no truncation error and little relative rounding: the numeric slope must
+// equal |g| to 3% (measured worst 1.5%, on a bias whose gradient is 1e-3). The SRNN weights enter
+// as polynomials (w^k, k <= L), so they get a small step and their own exhaustive checks in
+// test_srnn.cpp. The ReLU masks themselves are checked per layer in test_layers_gradcheck.cpp, and
+// every gradient is compared with PyTorch's autograd in test_torch_parity.cpp.
+template <class M>
+void set_all_active(M& model) {
+  Rng rng(5);
+  for (auto& p : model.parameters()) {
+    const Shape s = p.param->value.shape();
+    const bool transposed = p.name.find(".up.") != std::string::npos;
+    const bool srnn = p.name.find("srnn") != std::string::npos;
+    const double fan_in = transposed ? s.n : double(s.c) * s.h * s.w;
+    for (float& v : p.param->value) {
+      if (p.name.ends_with("bias"))
+        v = static_cast<float>(rng.uniform(0.05, 0.2));
+      else if (srnn)
+        v = static_cast<float>(rng.uniform(0.1, 0.5));
+      else
+        v = static_cast<float>(rng.uniform(0.5, 1.5) / fan_in);
+    }
+  }
+}
+
+TEST_CASE_TEMPLATE("model gradients match finite differences (tiny widths, 2x3x32x32)", M,
+                   UNet2D<Filters{2}>, UNet2DRes<Filters{2}>, CRUNetRes<Filters{2}>) {
+  M model;
+  set_all_active(model);
+  const Tensor<> x = random_tensor(Shape{2, 3, 32, 32}, 11, 0.0, 1.0);
+  const Tensor<> r = random_tensor(Shape{2, 1, 32, 32}, 12);
+  forward_backward(model, x, r);
+  auto loss = [&] {
+    CView<> y = model.forward(x);
+    double l = 0.0;
+    for (std::size_t i = 0; i < r.size(); ++i) l += static_cast<double>(y.data[i]) * r[i];
+    return l;
+  };
+  for (auto& p : model.parameters()) {
+    Tensor<>& v = p.param->value;
+    const Tensor<>& g = p.param->grad;
+    double gnorm = 0.0, vnorm = 0.0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      gnorm += static_cast<double>(g[i]) * g[i];
+      vnorm += static_cast<double>(v[i]) * v[i];
+    }
+    gnorm = std::sqrt(gnorm);
+    vnorm = std::sqrt(vnorm);
+    REQUIRE(gnorm > 0.0);
+    const bool srnn = p.name.find("srnn") != std::string::npos;
+    const double step = (srnn ? 0.01 : 0.2) * vnorm;
+    const Tensor<> saved = v;
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = saved[i] + static_cast<float>(step * g[i] / gnorm);
+    const double up = loss();
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = saved[i] - static_cast<float>(step * g[i] / gnorm);
+    const double down = loss();
+    v = saved;
+    const double slope = (up - down) / (2.0 * step);
+    INFO(p.name, ": |g| = ", gnorm, ", numeric slope along g = ", slope);
+    CHECK(std::fabs(slope - gnorm) <= 0.03 * gnorm);
+  }
+}
