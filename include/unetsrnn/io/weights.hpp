@@ -1,0 +1,381 @@
+#pragma once
+// Model weights files (.weights): save_weights / load_weights / read_weights_header.
+//
+// Format, version 1 (also in docs/weights-format.md). Every integer is an unsigned 32-bit
+// little-endian value, written byte by byte so files are identical on every host:
+//
+//   offset  size  field
+//   0       8     magic "USRNNW\0\0"
+//   8       4     format version = 1
+//   12      4     model-name length L, then L bytes of the model name (UTF-8, no terminator)
+//   ...     4     tensor count T
+//   then T times, in the model's parameters() order:
+//           4     tensor-name length K, then K bytes of the name (e.g. "enc1.conv_a.weight")
+//           4     rank = 4
+//           16    dims N, C, H, W
+//           4*NCHW float32 values, IEEE 754 little-endian, NCHW order
+//   last    4     CRC-32 (zlib's, see crc32.hpp) of every byte before it
+//
+// Loading reads and validates the whole file (magic, version, structure, checksum, model name,
+// tensor count, every tensor's name and shape) before it touches the model, so a failed load
+// leaves the model exactly as it was. Malformed files throw unetsrnn::FormatError; a file that
+// cannot be opened or read throws std::runtime_error with the OS reason. Both name the file.
+// Saving writes a temporary file and renames it (atomic_file.hpp).
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iterator>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "unetsrnn/core/device.hpp"
+#include "unetsrnn/core/error.hpp"
+#include "unetsrnn/io/atomic_file.hpp"
+#include "unetsrnn/io/crc32.hpp"
+#include "unetsrnn/layers/param.hpp"
+#include "unetsrnn/tensor/tensor.hpp"
+
+namespace unetsrnn {
+
+inline constexpr char kWeightsMagic[8] = {'U', 'S', 'R', 'N', 'N', 'W', '\0', '\0'};
+inline constexpr std::uint32_t kWeightsFormatVersion = 1;
+
+struct WeightsTensorInfo {
+  std::string name;
+  Shape shape;
+};
+
+struct WeightsHeader {
+  std::uint32_t version = 0;
+  std::string model_name;
+  std::vector<WeightsTensorInfo> tensors;
+};
+
+namespace detail {
+
+// ---- encoding ----------------------------------------------------------------------------------
+
+inline void put_u32_le(unsigned char* out, std::uint32_t v) {
+  out[0] = static_cast<unsigned char>(v);
+  out[1] = static_cast<unsigned char>(v >> 8);
+  out[2] = static_cast<unsigned char>(v >> 16);
+  out[3] = static_cast<unsigned char>(v >> 24);
+}
+inline std::uint32_t get_u32_le(const unsigned char* in) {
+  return static_cast<std::uint32_t>(in[0]) | static_cast<std::uint32_t>(in[1]) << 8 |
+         static_cast<std::uint32_t>(in[2]) << 16 | static_cast<std::uint32_t>(in[3]) << 24;
+}
+
+// Writes to a stream while keeping the CRC-32 of everything written so far.
+class ChecksummedWriter {
+ public:
+  explicit ChecksummedWriter(std::ostream& out) : out_(out) {}
+  void bytes(const void* data, std::size_t size) {
+    crc_ = crc32_update(crc_, data, size);
+    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  }
+  void u32(std::uint32_t v) {
+    unsigned char b[4];
+    put_u32_le(b, v);
+    bytes(b, 4);
+  }
+  void string(const std::string& s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  void floats(const float* data, std::size_t count) {
+    if constexpr (std::endian::native == std::endian::little) {
+      bytes(data, count * sizeof(float));
+    } else {
+      constexpr std::size_t kChunk = 4096;
+      unsigned char buffer[kChunk * 4];
+      for (std::size_t start = 0; start < count; start += kChunk) {
+        const std::size_t n = std::min(kChunk, count - start);
+        for (std::size_t i = 0; i < n; ++i)
+          put_u32_le(buffer + 4 * i, std::bit_cast<std::uint32_t>(data[start + i]));
+        bytes(buffer, 4 * n);
+      }
+    }
+  }
+  std::uint32_t crc() const { return crc_; }
+
+ private:
+  std::ostream& out_;
+  std::uint32_t crc_ = 0;
+};
+
+inline void decode_floats(const unsigned char* in, float* out, std::size_t count) {
+  if constexpr (std::endian::native == std::endian::little) {
+    if (count) std::memcpy(out, in, count * sizeof(float));
+  } else {
+    for (std::size_t i = 0; i < count; ++i) out[i] = std::bit_cast<float>(get_u32_le(in + 4 * i));
+  }
+}
+
+// ---- parsing -----------------------------------------------------------------------------------
+
+// A whole weights file in memory plus where each tensor's values start: the staging buffer that
+// load_weights validates completely before copying into the model.
+struct ParsedWeights {
+  std::string bytes;
+  WeightsHeader header;
+  std::vector<std::size_t> data_offsets;  // per tensor, into `bytes`
+};
+
+inline std::string hex32(std::uint32_t v) {
+  std::ostringstream os;
+  os << "0x" << std::hex << std::setw(8) << std::setfill('0') << v;
+  return os.str();
+}
+
+inline std::string more_bytes(std::uint64_t n) {
+  return str_cat(n, n == 1 ? " more byte" : " more bytes");
+}
+
+inline std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+inline std::string read_whole_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw std::runtime_error(str_cat("cannot read ", quoted(path), ": Is a directory"));
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw std::runtime_error(str_cat("cannot open ", quoted(path), ": ", last_os_error(errno)));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad())
+    throw std::runtime_error(str_cat("cannot read ", quoted(path), ": ", last_os_error(errno)));
+  return bytes;
+}
+
+// Bounds-checked little-endian reader; every shortfall is reported as truncation of `what`.
+class WeightsReader {
+ public:
+  WeightsReader(const std::filesystem::path& path, const std::string& bytes)
+      : path_(path),
+        data_(reinterpret_cast<const unsigned char*>(bytes.data())),
+        size_(bytes.size()) {}
+
+  std::size_t position() const { return pos_; }
+  std::size_t remaining() const { return size_ - pos_; }
+
+  const unsigned char* take(std::size_t count, const std::string& what) {
+    if (count > remaining())
+      fail_format(quoted(path_), ": truncated (file ends at byte ", size_, ", ", what, " needs ",
+                  more_bytes(count - remaining()), ")");
+    const unsigned char* p = data_ + pos_;
+    pos_ += count;
+    return p;
+  }
+  std::uint32_t u32(const std::string& what) { return get_u32_le(take(4, what)); }
+  std::string string(const std::string& length_what, const std::string& what) {
+    const std::uint32_t length = u32(length_what);
+    return std::string(reinterpret_cast<const char*>(take(length, what)), length);
+  }
+
+ private:
+  const std::filesystem::path& path_;
+  const unsigned char* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+inline std::string printable_bytes(const unsigned char* p, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char c = p[i];
+    if (c >= 0x20 && c < 0x7F && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// Reads and validates everything that does not depend on a model: magic, version, structure,
+// checksum, and that nothing follows the checksum.
+inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
+  ParsedWeights parsed;
+  parsed.bytes = read_whole_file(path);
+  const std::string& bytes = parsed.bytes;
+  WeightsReader reader(path, bytes);
+  WeightsHeader& header = parsed.header;
+
+  const std::size_t magic_size = sizeof(kWeightsMagic);
+  const std::size_t magic_seen = std::min(bytes.size(), magic_size);
+  if (std::memcmp(bytes.data(), kWeightsMagic, magic_seen) != 0)
+    fail_format(quoted(path), ": not a unetsrnn weights file (starts with \"",
+                printable_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), magic_seen),
+                "\", expected \"USRNNW\\x00\\x00\")");
+  reader.take(magic_size, "the magic \"USRNNW\"");
+
+  header.version = reader.u32("the format version");
+  if (header.version != kWeightsFormatVersion)
+    fail_format(quoted(path), ": format version ", header.version,
+                ", but this build reads version ", kWeightsFormatVersion);
+
+  header.model_name = reader.string("the model-name length", "the model name");
+  const std::uint32_t count = reader.u32("the tensor count");
+  // Each tensor takes at least 24 bytes, which bounds the reservation for a corrupt count.
+  header.tensors.reserve(std::min<std::size_t>(count, reader.remaining() / 24));
+  parsed.data_offsets.reserve(header.tensors.capacity());
+
+  for (std::uint32_t t = 0; t < count; ++t) {
+    WeightsTensorInfo info;
+    info.name =
+        reader.string(str_cat("the name length of tensor ", t), str_cat("the name of tensor ", t));
+    const std::string label = str_cat("tensor ", t, " '", info.name, "'");
+    const std::uint32_t rank = reader.u32("the rank of " + label);
+    if (rank != 4)
+      fail_format(quoted(path), ": ", label, " has rank ", rank, ", expected 4 (NCHW)");
+    std::uint32_t dims[4];
+    for (std::uint32_t& d : dims) {
+      d = reader.u32("the shape of " + label);
+      if (d > static_cast<std::uint32_t>(INT_MAX))
+        fail_format(quoted(path), ": ", label, " has dimension ", d, ", larger than ", INT_MAX);
+    }
+    info.shape = Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
+                       static_cast<int>(dims[2]), static_cast<int>(dims[3])};
+    // Saturating, so a corrupt shape cannot overflow into a small, plausible size.
+    std::uint64_t byte_count = 4;
+    for (std::uint32_t d : dims)
+      byte_count = (d != 0 && byte_count > UINT64_MAX / d) ? UINT64_MAX : byte_count * d;
+    if (byte_count > reader.remaining())
+      fail_format(quoted(path), ": truncated (file ends at byte ", bytes.size(), ", ", label,
+                  " with shape ", info.shape.str(), " needs ",
+                  more_bytes(byte_count - reader.remaining()), ")");
+    parsed.data_offsets.push_back(reader.position());
+    reader.take(static_cast<std::size_t>(byte_count), label);
+    header.tensors.push_back(std::move(info));
+  }
+
+  const std::size_t checked_size = reader.position();
+  const std::uint32_t stored_crc = reader.u32("the CRC32 trailer");
+  const std::uint32_t actual_crc = crc32(bytes.data(), checked_size);
+  if (stored_crc != actual_crc)
+    fail_format(quoted(path), ": checksum mismatch (stored CRC32 ", hex32(stored_crc),
+                ", computed ", hex32(actual_crc), "); the file is corrupt");
+  if (reader.remaining() != 0)
+    fail_format(quoted(path), ": ", reader.remaining(),
+                " unexpected bytes after the CRC32 trailer");
+  return parsed;
+}
+
+// ---- models ------------------------------------------------------------------------------------
+
+template <class List>
+struct param_list_device;
+template <class Dev>
+struct param_list_device<ParamList<Dev>> {
+  using type = Dev;
+};
+
+// parameters() only gathers pointers to the model's own Params, so calling it on a model that is
+// declared const is harmless; models may not provide a const overload.
+template <class Model>
+auto model_parameters(const Model& model) {
+  if constexpr (requires { model.parameters(); })
+    return model.parameters();
+  else
+    return const_cast<Model&>(model).parameters();
+}
+
+template <class Model>
+using model_device_t =
+    typename param_list_device<decltype(model_parameters(std::declval<const Model&>()))>::type;
+
+}  // namespace detail
+
+// Writes `model`'s name and parameters to `path` (atomically: a temporary file, then a rename).
+template <class Model>
+void save_weights(const Model& model, const std::filesystem::path& path) {
+  using Dev = detail::model_device_t<Model>;
+  static_assert(std::is_same_v<Dev, Cpu>,
+                "save_weights: only Cpu models so far; other devices must copy each value to a "
+                "Tensor<Cpu> first and write that");
+  const auto params = detail::model_parameters(model);
+  const std::string name = model.name();
+  write_file_atomic(path, [&](std::ostream& out) {
+    detail::ChecksummedWriter writer(out);
+    writer.bytes(kWeightsMagic, sizeof(kWeightsMagic));
+    writer.u32(kWeightsFormatVersion);
+    writer.string(name);
+    writer.u32(static_cast<std::uint32_t>(params.size()));
+    for (const auto& [param_name, param] : params) {
+      const Tensor<Cpu>& value = param->value;
+      const Shape s = value.shape();
+      writer.string(param_name);
+      writer.u32(4);
+      for (int d : {s.n, s.c, s.h, s.w}) writer.u32(static_cast<std::uint32_t>(d));
+      writer.floats(value.data(), value.size());
+    }
+    unsigned char trailer[4];
+    detail::put_u32_le(trailer, writer.crc());
+    out.write(reinterpret_cast<const char*>(trailer), 4);
+  });
+}
+
+// The model name and the tensor list of a weights file, fully validated (checksum included).
+inline WeightsHeader read_weights_header(const std::filesystem::path& path) {
+  return detail::parse_weights_file(path).header;
+}
+
+// Replaces `model`'s parameter values with those in `path`. Everything is checked first; on any
+// error the model is left unchanged.
+template <class Model>
+void load_weights(Model& model, const std::filesystem::path& path) {
+  using Dev = detail::model_device_t<Model>;
+  static_assert(std::is_same_v<Dev, Cpu>,
+                "load_weights: only Cpu models so far; other devices must decode into a "
+                "Tensor<Cpu> and copy_from_host");
+  const detail::ParsedWeights parsed = detail::parse_weights_file(path);
+  const WeightsHeader& header = parsed.header;
+  const std::string model_name = model.name();
+  if (header.model_name != model_name)
+    fail_format(detail::quoted(path), ": written for model '", header.model_name, "', not '",
+                model_name, "'");
+
+  const auto params = model.parameters();
+  const std::size_t common = std::min(params.size(), header.tensors.size());
+  for (std::size_t t = 0; t < common; ++t) {
+    const WeightsTensorInfo& in_file = header.tensors[t];
+    const Shape model_shape = params[t].param->value.shape();
+    if (in_file.name != params[t].name || !(in_file.shape == model_shape))
+      fail_format(detail::quoted(path), ": tensor ", t, " is '", in_file.name, "' with shape ",
+                  in_file.shape.str(), " but the model has '", params[t].name, "' with shape ",
+                  model_shape.str());
+  }
+  if (header.tensors.size() != params.size()) {
+    const bool file_short = header.tensors.size() < params.size();
+    fail_format(detail::quoted(path), ": has ", header.tensors.size(), " tensors but model '",
+                model_name, "' has ", params.size(), " (first ",
+                file_short ? "missing: '" : "extra: '",
+                file_short ? params[common].name : header.tensors[common].name, "')");
+  }
+
+  // Nothing below can fail: the file is fully validated and every destination has its shape.
+  for (std::size_t t = 0; t < params.size(); ++t) {
+    Tensor<Cpu>& value = params[t].param->value;
+    detail::decode_floats(
+        reinterpret_cast<const unsigned char*>(parsed.bytes.data()) + parsed.data_offsets[t],
+        value.data(), value.size());
+  }
+}
+
+}  // namespace unetsrnn
