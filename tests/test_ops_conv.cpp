@@ -1,0 +1,616 @@
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+// Fast CPU kernels (im2col + GEMM, pooling, pointwise, optimiser steps) against the literal
+// reference loops of ops/reference/conv.hpp and hand-computed values.
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+// ops.hpp first: it declares the SrnnCache template that cpu/backend.hpp's srnn.hpp specialises.
+#include "unetsrnn/ops/ops.hpp"
+
+#include "unetsrnn/core/rng.hpp"
+#include "unetsrnn/ops/cpu/backend.hpp"
+#include "unetsrnn/ops/reference/conv.hpp"
+
+using namespace unetsrnn;
+
+namespace {
+
+constexpr float kSentinel = -777.25f;  // marks memory an op must not touch
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+void fill_random(View<Cpu> v, Rng& rng, double lo = -1.0, double hi = 1.0) {
+  for (int n = 0; n < v.shape.n; ++n)
+    for (std::size_t k = 0; k < v.shape.image_size(); ++k)
+      v.image(n)[k] = static_cast<float>(rng.uniform(lo, hi));
+}
+Tensor<Cpu> random_tensor(Shape s, Rng& rng, double lo = -1.0, double hi = 1.0) {
+  Tensor<Cpu> t(s);
+  fill_random(t.view(), rng, lo, hi);
+  return t;
+}
+
+// A view that is either a whole tensor or a channel block inside a larger one (as fused
+// concatenation produces), with the rest of the larger tensor holding a sentinel.
+struct Placed {
+  Tensor<Cpu> whole;
+  View<Cpu> view;
+  int before = 0;
+
+  Placed(const Placed&) = delete;  // `view` points into `whole`
+  Placed& operator=(const Placed&) = delete;
+  Placed(Shape s, bool strided, int before_channels = 2, int after_channels = 3) {
+    before = strided ? before_channels : 0;
+    const int after = strided ? after_channels : 0;
+    whole = Tensor<Cpu>(Shape{s.n, s.c + before + after, s.h, s.w}, kSentinel);
+    view = whole.view().channels(before, s.c);
+  }
+  // True when every element outside the block still holds the sentinel.
+  bool outside_untouched() const {
+    const CView<Cpu> all = whole.cview();
+    for (int n = 0; n < all.shape.n; ++n)
+      for (int c = 0; c < all.shape.c; ++c) {
+        if (c >= before && c < before + view.shape.c) continue;
+        const float* p = all.channel(n, c);
+        for (std::size_t k = 0; k < all.shape.plane(); ++k)
+          if (std::memcmp(&p[k], &kSentinel, sizeof(float)) != 0) return false;
+      }
+    return true;
+  }
+};
+
+// max |a - b| / max(max |b|, 1e-30): the error relative to the reference's largest magnitude.
+double relative_error(CView<Cpu> a, CView<Cpu> b) {
+  REQUIRE(a.shape == b.shape);
+  double worst = 0.0, scale = 1e-30;
+  for (int n = 0; n < a.shape.n; ++n)
+    for (std::size_t k = 0; k < a.shape.image_size(); ++k) {
+      const double x = a.image(n)[k], y = b.image(n)[k];
+      const double d = std::fabs(x - y);
+      worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : std::max(worst, d);
+      scale = std::max(scale, std::fabs(y));
+    }
+  return worst / scale;
+}
+
+void check_close(CView<Cpu> fast, CView<Cpu> reference, const char* what, double rel = 1e-4) {
+  const double err = relative_error(fast, reference);
+  INFO(what, ": relative error ", err, " (limit ", rel, ")");
+  CHECK(err <= rel);
+}
+
+bool bitwise_equal(CView<Cpu> a, CView<Cpu> b) {
+  if (!(a.shape == b.shape)) return false;
+  for (int n = 0; n < a.shape.n; ++n)
+    if (std::memcmp(a.image(n), b.image(n), a.shape.image_size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
+
+void copy_into(CView<Cpu> src, View<Cpu> dst) {
+  for (int n = 0; n < src.shape.n; ++n)
+    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
+}
+
+struct Size2 {
+  int h, w;
+};
+struct Channels {
+  int in, out;
+};
+const Size2 kSizes[] = {{1, 1}, {2, 3}, {7, 5}, {16, 16}};
+const Channels kChannelPairs[] = {{1, 1}, {3, 5}, {5, 16}, {16, 3}, {16, 16}};
+
+// Calls f(n, channels, size, strided) for every combination of the test grid.
+void for_each_case(const std::function<void(int, Channels, Size2, bool)>& f) {
+  for (int n : {1, 3})
+    for (Channels ch : kChannelPairs)
+      for (Size2 sz : kSizes)
+        for (bool strided : {false, true}) {
+          CAPTURE(n);
+          CAPTURE(ch.in);
+          CAPTURE(ch.out);
+          CAPTURE(sz.h);
+          CAPTURE(sz.w);
+          CAPTURE(strided);
+          f(n, ch, sz, strided);
+        }
+}
+
+// Runs f and expects std::invalid_argument whose message contains every needle.
+void expect_invalid(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  std::string message;
+  bool threw_invalid = false;
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    threw_invalid = true;
+    message = e.what();
+  } catch (...) {
+  }
+  INFO("message: ", message);
+  REQUIRE(threw_invalid);
+  for (const std::string& needle : needles) {
+    INFO("expected to find: ", needle);
+    CHECK(message.find(needle) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------- convolution
+TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, strided views)") {
+  Rng rng(1);
+  Tensor<Cpu> scratch;
+  for (int k : {1, 3})
+    for (bool bias : {false, true})
+      for (Act act : {Act::None, Act::Relu}) {
+        CAPTURE(k);
+        CAPTURE(bias);
+        CAPTURE(static_cast<int>(act));
+        for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
+          Placed x(Shape{n, ch.in, sz.h, sz.w}, strided, 3, 1);
+          fill_random(x.view, rng);
+          const Tensor<Cpu> w = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
+          const Tensor<Cpu> b = random_tensor(Shape{1, ch.out, 1, 1}, rng);
+          const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
+          Placed fast(Shape{n, ch.out, sz.h, sz.w}, strided);
+          Placed expect(Shape{n, ch.out, sz.h, sz.w}, strided);
+          ops::conv2d_forward<Cpu>(x.view, w, bv, fast.view, act, scratch);
+          ref::conv2d_forward(x.view, w, bv, expect.view, act);
+          check_close(fast.view, expect.view, "conv2d_forward");
+          CHECK(fast.outside_untouched());
+          CHECK(x.outside_untouched());
+        });
+      }
+}
+
+TEST_CASE("conv2d_forward with ReLU clamps exactly the negative pre-activations") {
+  Rng rng(2);
+  Tensor<Cpu> scratch;
+  const Tensor<Cpu> x = random_tensor(Shape{2, 4, 6, 7}, rng);
+  const Tensor<Cpu> w = random_tensor(Shape{5, 4, 3, 3}, rng);
+  const Tensor<Cpu> b = random_tensor(Shape{1, 5, 1, 1}, rng);
+  Tensor<Cpu> linear(Shape{2, 5, 6, 7}), relu(Shape{2, 5, 6, 7});
+  ops::conv2d_forward<Cpu>(x, w, b, linear, Act::None, scratch);
+  ops::conv2d_forward<Cpu>(x, w, b, relu, Act::Relu, scratch);
+  int negatives = 0;
+  for (std::size_t i = 0; i < linear.size(); ++i) {
+    negatives += linear[i] < 0.0f;
+    CHECK(relu[i] == (linear[i] > 0.0f ? linear[i] : 0.0f));
+  }
+  CHECK(negatives > 0);  // the case is not vacuous
+}
+
+TEST_CASE("conv2d_forward on a hand-computed 3x3 example") {
+  // One 3x3 input channel 1..9, kernel with a single 1 at the top-left tap (u = v = 0), which reads
+  // x[i-1, j-1]: the output is the input shifted down-right with zero fill, plus bias 0.5.
+  Tensor<Cpu> scratch;
+  Tensor<Cpu> x(Shape{1, 1, 3, 3});
+  for (int i = 0; i < 9; ++i) x[i] = float(i + 1);
+  Tensor<Cpu> w(Shape{1, 1, 3, 3}, 0.0f);
+  w[0] = 1.0f;
+  const Tensor<Cpu> b(Shape{1, 1, 1, 1}, 0.5f);
+  Tensor<Cpu> y(Shape{1, 1, 3, 3});
+  ops::conv2d_forward<Cpu>(x, w, b, y, Act::None, scratch);
+  const float expected[9] = {0.5f, 0.5f, 0.5f, 0.5f, 1.5f, 2.5f, 0.5f, 4.5f, 5.5f};
+  for (int i = 0; i < 9; ++i) CHECK(y[i] == expected[i]);
+}
+
+TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-filled values") {
+  Rng rng(3);
+  Tensor<Cpu> scratch;
+  for (int k : {1, 3})
+    for (bool accumulate : {false, true}) {
+      CAPTURE(k);
+      CAPTURE(accumulate);
+      for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
+        Placed dy(Shape{n, ch.out, sz.h, sz.w}, strided, 1, 2);
+        fill_random(dy.view, rng);
+        const Tensor<Cpu> w = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
+        Placed fast(Shape{n, ch.in, sz.h, sz.w}, strided);
+        Placed expect(Shape{n, ch.in, sz.h, sz.w}, strided);
+        Placed fresh(Shape{n, ch.in, sz.h, sz.w}, false);
+        // Pre-filled values: to be added to, or (NaN) to be overwritten without being read.
+        if (accumulate)
+          fill_random(fast.view, rng, -2.0, 2.0);
+        else
+          ops::fill<Cpu>(fast.view, kNaN);
+        copy_into(fast.view, expect.view);
+        const Tensor<Cpu> prefill = Tensor<Cpu>::from(fast.view);
+
+        ops::conv2d_backward_data<Cpu>(dy.view, w, fast.view, accumulate, scratch);
+        ref::conv2d_backward_data(dy.view, w, expect.view, accumulate);
+        check_close(fast.view, expect.view, "conv2d_backward_data");
+        CHECK(fast.outside_untouched());
+        if (accumulate) {  // result - prefill must be the plain gradient
+          ref::conv2d_backward_data(dy.view, w, fresh.view, false);
+          Tensor<Cpu> added = Tensor<Cpu>::from(fast.view);
+          for (std::size_t i = 0; i < added.size(); ++i) added[i] -= prefill[i];
+          check_close(added, fresh.view, "accumulated minus prefill", 1e-3);
+        }
+      });
+    }
+}
+
+TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
+  Rng rng(4);
+  Tensor<Cpu> scratch;
+  for (int k : {1, 3})
+    for (bool bias : {false, true}) {
+      CAPTURE(k);
+      CAPTURE(bias);
+      for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
+        Placed x(Shape{n, ch.in, sz.h, sz.w}, strided, 2, 2);
+        Placed dy(Shape{n, ch.out, sz.h, sz.w}, strided, 1, 3);
+        fill_random(x.view, rng);
+        fill_random(dy.view, rng);
+        Tensor<Cpu> dw = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
+        Tensor<Cpu> db = random_tensor(Shape{1, ch.out, 1, 1}, rng);
+        Tensor<Cpu> dw_ref = dw, db_ref = db;
+        ops::conv2d_backward_params<Cpu>(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{},
+                                         scratch);
+        ref::conv2d_backward_params(x.view, dy.view, dw_ref, bias ? db_ref.view() : View<Cpu>{});
+        check_close(dw, dw_ref, "conv2d_backward_params dw");
+        check_close(db, db_ref, "conv2d_backward_params db");
+        if (!bias) {
+          CHECK(bitwise_equal(db, db_ref));  // untouched when there is no bias
+        }
+      });
+    }
+}
+
+TEST_CASE("conv2d backward ops are the adjoint of forward: <conv(x), g> == <x, conv^T(g)>") {
+  Rng rng(5);
+  Tensor<Cpu> scratch;
+  const Tensor<Cpu> x = random_tensor(Shape{2, 3, 5, 6}, rng);
+  const Tensor<Cpu> w = random_tensor(Shape{4, 3, 3, 3}, rng);
+  const Tensor<Cpu> g = random_tensor(Shape{2, 4, 5, 6}, rng);
+  Tensor<Cpu> y(Shape{2, 4, 5, 6}), dx(Shape{2, 3, 5, 6});
+  Tensor<Cpu> dw(Shape{4, 3, 3, 3}, 0.0f);
+  ops::conv2d_forward<Cpu>(x, w, CView<Cpu>{}, y, Act::None, scratch);
+  ops::conv2d_backward_data<Cpu>(g, w, dx, false, scratch);
+  ops::conv2d_backward_params<Cpu>(x, g, dw, View<Cpu>{}, scratch);
+  double yg = 0, xdx = 0, wdw = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) yg += double(y[i]) * g[i];
+  for (std::size_t i = 0; i < x.size(); ++i) xdx += double(x[i]) * dx[i];
+  for (std::size_t i = 0; i < w.size(); ++i) wdw += double(w[i]) * dw[i];
+  CHECK(xdx == doctest::Approx(yg).epsilon(1e-5));
+  CHECK(wdw == doctest::Approx(yg).epsilon(1e-5));
+}
+
+// ------------------------------------------------------------------------ transposed convolution
+TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the reference") {
+  Rng rng(6);
+  Tensor<Cpu> scratch;
+  for (bool bias : {false, true}) {
+    CAPTURE(bias);
+    for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
+      const Shape in{n, ch.in, sz.h, sz.w}, out{n, ch.out, 2 * sz.h, 2 * sz.w};
+      Placed x(in, strided, 1, 1);
+      fill_random(x.view, rng);
+      const Tensor<Cpu> w = random_tensor(Shape{ch.in, ch.out, 2, 2}, rng);
+      const Tensor<Cpu> b = random_tensor(Shape{1, ch.out, 1, 1}, rng);
+      const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
+
+      Placed y_fast(out, strided), y_ref(out, strided);
+      ops::conv_transpose2x2_forward<Cpu>(x.view, w, bv, y_fast.view, scratch);
+      ref::conv_transpose2x2_forward(x.view, w, bv, y_ref.view);
+      check_close(y_fast.view, y_ref.view, "conv_transpose2x2_forward");
+      CHECK(y_fast.outside_untouched());
+
+      Placed dy(out, strided, 2, 1);
+      fill_random(dy.view, rng);
+      for (bool accumulate : {false, true}) {
+        CAPTURE(accumulate);
+        Placed dx_fast(in, strided), dx_ref(in, strided);
+        if (accumulate)
+          fill_random(dx_fast.view, rng, -2.0, 2.0);
+        else
+          ops::fill<Cpu>(dx_fast.view, kNaN);
+        copy_into(dx_fast.view, dx_ref.view);
+        ops::conv_transpose2x2_backward_data<Cpu>(dy.view, w, dx_fast.view, accumulate, scratch);
+        ref::conv_transpose2x2_backward_data(dy.view, w, dx_ref.view, accumulate);
+        check_close(dx_fast.view, dx_ref.view, "conv_transpose2x2_backward_data");
+        CHECK(dx_fast.outside_untouched());
+      }
+
+      Tensor<Cpu> dw = random_tensor(w.shape(), rng), db = random_tensor(b.shape(), rng);
+      Tensor<Cpu> dw_ref = dw, db_ref = db;
+      ops::conv_transpose2x2_backward_params<Cpu>(x.view, dy.view, dw,
+                                                  bias ? db.view() : View<Cpu>{}, scratch);
+      ref::conv_transpose2x2_backward_params(x.view, dy.view, dw_ref,
+                                             bias ? db_ref.view() : View<Cpu>{});
+      check_close(dw, dw_ref, "conv_transpose2x2_backward_params dw");
+      check_close(db, db_ref, "conv_transpose2x2_backward_params db");
+    });
+  }
+}
+
+TEST_CASE("conv_transpose2x2 on a hand-computed example") {
+  // One input pixel per channel; each output 2x2 block is b + sum_c x[c] * w[c, o, :, :].
+  Tensor<Cpu> scratch;
+  Tensor<Cpu> x(Shape{1, 2, 1, 1});
+  x[0] = 2.0f;
+  x[1] = -1.0f;
+  Tensor<Cpu> w(Shape{2, 1, 2, 2});
+  const float wv[8] = {1, 2, 3, 4, 10, 20, 30, 40};
+  for (int i = 0; i < 8; ++i) w[i] = wv[i];
+  const Tensor<Cpu> b(Shape{1, 1, 1, 1}, 0.25f);
+  Tensor<Cpu> y(Shape{1, 1, 2, 2});
+  ops::conv_transpose2x2_forward<Cpu>(x, w, b, y, scratch);
+  const float expected[4] = {2 - 10 + 0.25f, 4 - 20 + 0.25f, 6 - 30 + 0.25f, 8 - 40 + 0.25f};
+  for (int i = 0; i < 4; ++i) CHECK(y[i] == expected[i]);
+}
+
+// ------------------------------------------------------------------------------------- pooling
+TEST_CASE("maxpool2x2 forward/backward match the reference, ties included") {
+  Rng rng(7);
+  const Size2 sizes[] = {{2, 2}, {4, 6}, {14, 10}, {16, 16}};
+  for (bool ties : {false, true})
+    for (int n : {1, 3})
+      for (int c : {1, 3, 5})
+        for (Size2 sz : sizes)
+          for (bool strided : {false, true}) {
+            CAPTURE(ties);
+            CAPTURE(n);
+            CAPTURE(c);
+            CAPTURE(sz.h);
+            CAPTURE(sz.w);
+            CAPTURE(strided);
+            const Shape in{n, c, sz.h, sz.w}, out{n, c, sz.h / 2, sz.w / 2};
+            Placed x(in, strided, 1, 2);
+            fill_random(x.view, rng);
+            if (ties)  // a handful of distinct values: most windows hold repeated maxima
+              for (int i = 0; i < n; ++i)
+                for (std::size_t k = 0; k < in.image_size(); ++k)
+                  x.view.image(i)[k] = std::floor(2.0f * x.view.image(i)[k]);
+            Placed y_fast(out, strided), y_ref(out, strided);
+            ops::maxpool2x2_forward<Cpu>(x.view, y_fast.view);
+            ref::maxpool2x2_forward(x.view, y_ref.view);
+            CHECK(bitwise_equal(y_fast.view, y_ref.view));
+            CHECK(y_fast.outside_untouched());
+
+            Placed dy(out, strided, 2, 1);
+            fill_random(dy.view, rng);
+            for (bool accumulate : {false, true}) {
+              CAPTURE(accumulate);
+              Placed dx_fast(in, strided), dx_ref(in, strided);
+              if (accumulate)
+                fill_random(dx_fast.view, rng, -2.0, 2.0);
+              else
+                ops::fill<Cpu>(dx_fast.view, kNaN);
+              copy_into(dx_fast.view, dx_ref.view);
+              ops::maxpool2x2_backward<Cpu>(x.view, y_fast.view, dy.view, dx_fast.view, accumulate);
+              ref::maxpool2x2_backward(x.view, y_ref.view, dy.view, dx_ref.view, accumulate);
+              CHECK(bitwise_equal(dx_fast.view, dx_ref.view));
+              CHECK(dx_fast.outside_untouched());
+            }
+          }
+}
+
+TEST_CASE("maxpool2x2 routes a tied maximum to the first window element in row-major order") {
+  // Windows (row-major a b / c d): all equal; tie between b and d; tie between c and d; unique max
+  // a.
+  Tensor<Cpu> x(Shape{1, 1, 2, 8});
+  const float top[8] = {1, 1, 0, 5, 0, 0, 9, 2};
+  const float bottom[8] = {1, 1, 0, 5, 5, 5, 3, 4};
+  for (int j = 0; j < 8; ++j) {
+    x.at(0, 0, 0, j) = top[j];
+    x.at(0, 0, 1, j) = bottom[j];
+  }
+  Tensor<Cpu> y(Shape{1, 1, 1, 4}), dy(Shape{1, 1, 1, 4}), dx(Shape{1, 1, 2, 8}, kNaN);
+  ops::maxpool2x2_forward<Cpu>(x, y);
+  const float pooled[4] = {1, 5, 5, 9};
+  for (int j = 0; j < 4; ++j) {
+    CHECK(y[j] == pooled[j]);
+    dy[j] = float(10 * (j + 1));
+  }
+  ops::maxpool2x2_backward<Cpu>(x, y, dy, dx, false);
+  const float dtop[8] = {10, 0, 0, 20, 0, 0, 40, 0};
+  const float dbottom[8] = {0, 0, 0, 0, 30, 0, 0, 0};
+  for (int j = 0; j < 8; ++j) {
+    CAPTURE(j);
+    CHECK(dx.at(0, 0, 0, j) == dtop[j]);
+    CHECK(dx.at(0, 0, 1, j) == dbottom[j]);
+  }
+}
+
+// ---------------------------------------------------------------------- pointwise and movement
+TEST_CASE("fill, copy and add respect strided channel blocks") {
+  Rng rng(8);
+  const Shape s{3, 2, 4, 5};
+  Placed block(s, true);
+  ops::fill<Cpu>(block.view, 1.5f);
+  CHECK(block.outside_untouched());
+  for (int n = 0; n < 3; ++n)
+    for (std::size_t k = 0; k < s.image_size(); ++k) CHECK(block.view.image(n)[k] == 1.5f);
+
+  const Tensor<Cpu> src = random_tensor(s, rng);
+  ops::copy<Cpu>(src, block.view);
+  CHECK(bitwise_equal(block.view, src));
+  CHECK(block.outside_untouched());
+
+  Tensor<Cpu> back(s, kNaN);  // strided source into a contiguous destination
+  ops::copy<Cpu>(block.view, back);
+  CHECK(bitwise_equal(back, src));
+
+  const Tensor<Cpu> other = random_tensor(s, rng);
+  ops::add<Cpu>(other, block.view);
+  CHECK(block.outside_untouched());
+  for (int n = 0; n < 3; ++n)
+    for (int c = 0; c < 2; ++c)
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 5; ++j)
+          CHECK(block.view.at(n, c, i, j) == src.at(n, c, i, j) + other.at(n, c, i, j));
+}
+
+TEST_CASE("relu forward/backward, in place and accumulating") {
+  Rng rng(9);
+  const Shape s{2, 3, 4, 5};
+  const Tensor<Cpu> x = random_tensor(s, rng);
+  Placed y(s, true);
+  ops::relu_forward<Cpu>(x, y.view);
+  CHECK(y.outside_untouched());
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 5; ++j)
+          CHECK(y.view.at(n, c, i, j) == std::max(x.at(n, c, i, j), 0.0f));
+
+  Tensor<Cpu> inplace = x;  // x and y may alias
+  ops::relu_forward<Cpu>(inplace, inplace);
+  CHECK(bitwise_equal(inplace, y.view));
+
+  const Tensor<Cpu> dy = random_tensor(s, rng);
+  const Tensor<Cpu> prefill = random_tensor(s, rng);
+  Tensor<Cpu> dx(s, kNaN), dx_acc = prefill, dy_alias = dy;
+  ops::relu_backward<Cpu>(y.view, dy, dx, false);
+  ops::relu_backward<Cpu>(y.view, dy, dx_acc, true);
+  ops::relu_backward<Cpu>(y.view, dy_alias, dy_alias, false);  // dy and dx may alias
+  for (std::size_t i = 0; i < dx.size(); ++i) {
+    const float pass = x[i] > 0.0f ? dy[i] : 0.0f;
+    CHECK(dx[i] == pass);
+    CHECK(dx_acc[i] == prefill[i] + pass);
+    CHECK(dy_alias[i] == pass);
+  }
+}
+
+TEST_CASE("sigmoid is accurate and never overflows") {
+  Tensor<Cpu> x(Shape{1, 1, 1, 13});
+  const float xs[13] = {-1e30f, -1e4f, -100.0f, -20.0f, -1.0f, -1e-3f, 0.0f,
+                        1e-3f,  1.0f,  20.0f,   100.0f, 1e4f,  1e30f};
+  for (int i = 0; i < 13; ++i) x[i] = xs[i];
+  Tensor<Cpu> y(x.shape());
+  ops::sigmoid_forward<Cpu>(x, y);
+  for (int i = 0; i < 13; ++i) {
+    CAPTURE(xs[i]);
+    const double expected = 1.0 / (1.0 + std::exp(-double(xs[i])));
+    CHECK(std::isfinite(y[i]));
+    CHECK(y[i] >= 0.0f);
+    CHECK(y[i] <= 1.0f);
+    CHECK(std::fabs(y[i] - expected) <= 1e-6 * expected + 1e-30);
+  }
+  CHECK(y[6] == 0.5f);
+  CHECK(y[0] == 0.0f);
+  CHECK(y[12] == 1.0f);
+}
+
+// ---------------------------------------------------------------------------------- optimisers
+TEST_CASE("adam_update takes the hand-computed step") {
+  // p = 1, g = 0.5, m = v = 0, lr_t = 0.01: m = 0.05, v = 0.00025,
+  // p = 1 - 0.01 * 0.05 / (sqrt(0.00025) + 1e-8) = 0.96837722...
+  // The expectations use the float-rounded betas the op receives: 1 - 0.999f is 1.3e-5 off 1e-3.
+  const double b1 = 0.9f, b2 = 0.999f;
+  Tensor<Cpu> p(Shape{1, 1, 1, 1}, 1.0f), g(Shape{1, 1, 1, 1}, 0.5f);
+  Tensor<Cpu> m(Shape{1, 1, 1, 1}, 0.0f), v(Shape{1, 1, 1, 1}, 0.0f);
+  ops::adam_update<Cpu>(p, g, m, v, 0.01f, 0.9f, 0.999f, 1e-8f);
+  const double m1 = (1 - b1) * 0.5, v1 = (1 - b2) * 0.25;
+  CHECK(m[0] == doctest::Approx(m1).epsilon(1e-6));
+  CHECK(v[0] == doctest::Approx(v1).epsilon(1e-6));
+  CHECK(p[0] == doctest::Approx(1.0 - 0.01 * m1 / (std::sqrt(v1) + 1e-8)).epsilon(1e-6));
+  CHECK(p[0] == doctest::Approx(0.96837722).epsilon(1e-5));
+}
+
+TEST_CASE("adam_update matches a double-precision loop over several steps (serial and OpenMP)") {
+  Rng rng(10);
+  for (int count : {37, 70001}) {  // the larger one takes the OpenMP path
+    CAPTURE(count);
+    const Shape s{1, 1, 1, count};
+    Tensor<Cpu> p = random_tensor(s, rng), m(s, 0.0f), v(s, 0.0f);
+    std::vector<double> pd(p.begin(), p.end()), md(count, 0.0), vd(count, 0.0);
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-7;
+    for (int step = 1; step <= 3; ++step) {
+      const Tensor<Cpu> g = random_tensor(s, rng);
+      const double lr_t = 1e-3 * std::sqrt(1.0 - std::pow(b2, step)) / (1.0 - std::pow(b1, step));
+      ops::adam_update<Cpu>(p, g, m, v, float(lr_t), float(b1), float(b2), float(eps));
+      for (int k = 0; k < count; ++k) {
+        md[k] = b1 * md[k] + (1 - b1) * g[k];
+        vd[k] = b2 * vd[k] + (1 - b2) * double(g[k]) * g[k];
+        pd[k] -= lr_t * md[k] / (std::sqrt(vd[k]) + eps);
+      }
+    }
+    double worst = 0.0;
+    for (int k = 0; k < count; ++k) worst = std::max(worst, std::fabs(p[k] - pd[k]));
+    CHECK(worst <= 1e-6);  // steps are ~1e-3; float rounding of p ~6e-8
+  }
+}
+
+TEST_CASE("sgd_update takes the hand-computed momentum step") {
+  Tensor<Cpu> p(Shape{1, 1, 1, 2}), g(Shape{1, 1, 1, 2}), vel(Shape{1, 1, 1, 2});
+  p[0] = 1.0f, p[1] = -2.0f;
+  g[0] = 0.5f, g[1] = -4.0f;
+  vel[0] = 0.25f, vel[1] = 1.0f;
+  ops::sgd_update<Cpu>(p, g, vel, 0.125f, 0.5f);
+  // vel = 0.5 * vel - 0.125 * g; p += vel (all exact in binary floating point)
+  CHECK(vel[0] == 0.0625f);
+  CHECK(vel[1] == 1.0f);
+  CHECK(p[0] == 1.0625f);
+  CHECK(p[1] == -1.0f);
+}
+
+// ------------------------------------------------------------------------------ shape checks
+TEST_CASE("shape mismatches throw std::invalid_argument naming the op and both shapes") {
+  Tensor<Cpu> scratch;
+  const Tensor<Cpu> a(Shape{1, 2, 3, 4}, 0.0f);
+  Tensor<Cpu> b(Shape{1, 2, 3, 5}, 0.0f);
+  const std::string sa = "(1, 2, 3, 4)", sb = "(1, 2, 3, 5)";
+  expect_invalid([&] { ops::copy<Cpu>(a, b); }, {"ops::copy", sa, sb});
+  expect_invalid([&] { ops::add<Cpu>(a, b); }, {"ops::add", sa, sb});
+  expect_invalid([&] { ops::relu_forward<Cpu>(a, b); }, {"ops::relu_forward", sa, sb});
+  expect_invalid([&] { ops::relu_backward<Cpu>(a, a, b, false); }, {"ops::relu_backward", sa, sb});
+  expect_invalid([&] { ops::sigmoid_forward<Cpu>(a, b); }, {"ops::sigmoid_forward", sa, sb});
+
+  const Tensor<Cpu> w3(Shape{4, 2, 3, 3}, 0.0f), bias4(Shape{1, 4, 1, 1}, 0.0f);
+  const Tensor<Cpu> bias3(Shape{1, 3, 1, 1}, 0.0f);
+  Tensor<Cpu> y_wrong_hw(Shape{1, 4, 3, 5}), y_ok(Shape{1, 4, 3, 4});
+  expect_invalid([&] { ops::conv2d_forward<Cpu>(a, w3, bias4, y_wrong_hw, Act::None, scratch); },
+                 {"ops::conv2d_forward", sa, "(1, 4, 3, 5)"});
+  expect_invalid([&] { ops::conv2d_forward<Cpu>(a, w3, bias3, y_ok, Act::None, scratch); },
+                 {"ops::conv2d_forward", "(1, 4, 1, 1)", "(1, 3, 1, 1)"});
+  const Tensor<Cpu> w_even(Shape{4, 2, 2, 2}, 0.0f);
+  expect_invalid([&] { ops::conv2d_forward<Cpu>(a, w_even, bias4, y_ok, Act::None, scratch); },
+                 {"ops::conv2d_forward", "(4, 2, 2, 2)"});
+  // A channel mismatch names the offending shape and the channel count the weights expect.
+  const Tensor<Cpu> w_in3(Shape{4, 3, 3, 3}, 0.0f);
+  expect_invalid([&] { ops::conv2d_forward<Cpu>(a, w_in3, bias4, y_ok, Act::None, scratch); },
+                 {"ops::conv2d_forward", sa, "expected 3"});
+  Tensor<Cpu> dx(Shape{1, 2, 3, 4});
+  expect_invalid([&] { ops::conv2d_backward_data<Cpu>(y_wrong_hw, w3, dx, false, scratch); },
+                 {"ops::conv2d_backward_data", "(1, 4, 3, 5)", sa});
+  Tensor<Cpu> dw(Shape{4, 2, 3, 3}), db(Shape{1, 4, 1, 1});
+  expect_invalid([&] { ops::conv2d_backward_params<Cpu>(a, y_wrong_hw, dw, db, scratch); },
+                 {"ops::conv2d_backward_params", sa, "(1, 4, 3, 5)"});
+
+  const Tensor<Cpu> wt(Shape{2, 4, 2, 2}, 0.0f);
+  Tensor<Cpu> up_wrong(Shape{1, 4, 6, 9});
+  expect_invalid([&] { ops::conv_transpose2x2_forward<Cpu>(a, wt, bias4, up_wrong, scratch); },
+                 {"ops::conv_transpose2x2_forward", "(1, 4, 6, 8)", "(1, 4, 6, 9)"});
+  expect_invalid(
+      [&] { ops::conv_transpose2x2_backward_data<Cpu>(up_wrong, wt, dx, false, scratch); },
+      {"ops::conv_transpose2x2_backward_data", "(1, 4, 6, 8)", "(1, 4, 6, 9)"});
+  Tensor<Cpu> dwt(Shape{2, 4, 2, 2});
+  expect_invalid(
+      [&] { ops::conv_transpose2x2_backward_params<Cpu>(a, up_wrong, dwt, db, scratch); },
+      {"ops::conv_transpose2x2_backward_params", "(1, 4, 6, 8)", "(1, 4, 6, 9)"});
+
+  Tensor<Cpu> pooled_wrong(Shape{1, 2, 1, 3});
+  const Tensor<Cpu> even(Shape{1, 2, 4, 4}, 0.0f);
+  expect_invalid([&] { ops::maxpool2x2_forward<Cpu>(even, pooled_wrong); },
+                 {"ops::maxpool2x2_forward", "(1, 2, 2, 2)", "(1, 2, 1, 3)"});
+  expect_invalid([&] { ops::maxpool2x2_forward<Cpu>(b, pooled_wrong); },
+                 {"ops::maxpool2x2_forward", sb});
+  const Tensor<Cpu> pooled(Shape{1, 2, 2, 2}, 0.0f);
+  expect_invalid([&] { ops::maxpool2x2_backward<Cpu>(a, pooled, pooled, b, false); },
+                 {"ops::maxpool2x2_backward", sa, sb});
+
+  Tensor<Cpu> p(Shape{1, 2, 3, 4}, 0.0f), m(Shape{1, 2, 3, 4}, 0.0f), v(Shape{1, 2, 3, 4}, 0.0f);
+  expect_invalid([&] { ops::adam_update<Cpu>(p, b, m, v, 0.1f, 0.9f, 0.999f, 1e-7f); },
+                 {"ops::adam_update", sa, sb});
+  expect_invalid([&] { ops::sgd_update<Cpu>(p, a, b, 0.1f, 0.9f); }, {"ops::sgd_update", sa, sb});
+}
