@@ -26,7 +26,8 @@ class Parser {
     options_.push_back({name, value_name, help, default_value, false, false});
     return *this;
   }
-  Parser& repeated(const std::string& name, const std::string& value_name, const std::string& help) {
+  Parser& repeated(const std::string& name, const std::string& value_name,
+                   const std::string& help) {
     options_.push_back({name, value_name, help, "", false, true});
     return *this;
   }
@@ -58,12 +59,11 @@ class Parser {
         continue;
       }
       if (!has_value) {
-        if (i + 1 >= argc) usage_error("option '" + arg + "' needs a value (" + opt->value_name + ")");
+        if (i + 1 >= argc)
+          usage_error("option '" + arg + "' needs a value (" + opt->value_name + ")");
         value = argv[++i];
       }
-      if (!opt->repeatable && values_.count(opt->name))
-        usage_error("option '" + arg + "' given more than once");
-      values_[opt->name].push_back(value);
+      values_[opt->name].push_back(value);  // a repeated single-value option: the last one wins
     }
   }
 

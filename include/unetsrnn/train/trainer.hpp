@@ -1,0 +1,449 @@
+#pragma once
+// The training loop: batches from a BatchLoader, loss on logits, backward, optimiser step;
+// per-epoch validation, checkpoints that survive kill -9, CSV log, learning-curve PNG, final test
+// metrics.
+//
+// Resumability: everything random is derived from (seed, epoch) — batch order, augmentation — and
+// the CPU kernels are deterministic for a fixed thread count, so a run resumed from the checkpoint
+// of epoch e continues exactly as the uninterrupted run would. A checkpoint is the files
+// ckpt/epoch-NNNN.{weights,optim} plus `checkpoint.txt`, which is written last (atomically) and
+// names the epoch: a kill at any moment leaves either the previous or the new checkpoint complete.
+#include <unistd.h>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "unetsrnn/data/dataset.hpp"
+#include "unetsrnn/io/atomic_file.hpp"
+#include "unetsrnn/io/plot.hpp"
+#include "unetsrnn/io/weights.hpp"
+#include "unetsrnn/models/factory.hpp"
+#include "unetsrnn/train/loss.hpp"
+#include "unetsrnn/train/metrics.hpp"
+#include "unetsrnn/train/optim.hpp"
+
+namespace unetsrnn {
+
+struct TrainOptions {
+  std::string model = "crunet_res_lw";
+  LossKind loss = LossKind::Bce;
+  int epochs = 20;
+  int batch = 2;
+  AdamOptions adam{};      // lr, betas, epsilon, Keras time decay
+  std::uint64_t seed = 1;  // weights, batch order, augmentation
+  bool shuffle = true;     // the original did not shuffle (--protocol seed)
+  Augmentation augmentation{};
+  bool plateau = true;  // ReduceLROnPlateau on validation loss
+  ReduceLROnPlateauOptions plateau_options{};
+  std::filesystem::path out_dir;
+  bool resume = false;
+  bool progress = true;      // progress bar on stderr
+  std::string init_weights;  // optional weights file to start from
+};
+
+// Test/validation metrics of one model on a set of samples.
+struct EvalResult {
+  std::size_t images = 0;
+  double loss = 0.0;
+  double dice = 0.0, dice_at_03 = 0.0;  // global Dice at thresholds 0.5 and 0.3 (the original's)
+  double iou = 0.0, precision = 0.0, recall = 0.0, mean_image_dice = 0.0;  // at 0.5
+  std::vector<double> per_image_dice;                                      // at 0.5
+};
+
+// Runs the model over samples[indices] in batches; loss is the batch-size-weighted mean.
+inline EvalResult evaluate(AnyModel<Cpu>& model, const std::vector<Sample>& samples,
+                           const std::vector<std::size_t>& indices, LossKind loss_kind,
+                           int batch = 4) {
+  EvalResult r;
+  if (indices.empty()) return r;
+  SegmentationMetrics at05(0.5), at03(0.3);
+  LoaderOptions lo;
+  lo.batch_size = batch;
+  BatchLoader loader(samples, indices, lo);
+  Batch b;
+  double loss_sum = 0.0;
+  while (loader.next(b)) {
+    CView<Cpu> logits = model.forward(b.images);
+    loss_sum += compute_loss(loss_kind, logits, b.masks, View<Cpu>{}) * b.images.shape().n;
+    at05.add_logits(logits, b.masks);
+    at03.add_logits(logits, b.masks);
+  }
+  r.images = at05.images();
+  r.loss = loss_sum / static_cast<double>(r.images);
+  r.dice = at05.global_dice();
+  r.dice_at_03 = at03.global_dice();
+  const ConfusionCounts& c = at05.global();
+  r.iou = c.iou();
+  r.precision = c.precision();
+  r.recall = c.recall();
+  r.mean_image_dice = at05.mean_image_dice();
+  r.per_image_dice = at05.per_image_dice();
+  return r;
+}
+
+namespace train_detail {
+
+inline std::string fmt(double v, int digits = 6) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\')
+      out += '\\', out += ch;
+    else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+      out += buf;
+    } else
+      out += ch;
+  }
+  return out + "\"";
+}
+inline std::string format_duration(double seconds) {
+  const long s = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  return buf;
+}
+inline std::uint64_t epoch_seed(std::uint64_t seed, int epoch) {
+  return seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(epoch) * 0xBF58476D1CE4E5B9ull +
+         1;
+}
+
+// Progress bar on a terminal; plain per-epoch lines otherwise (CI logs).
+class Progress {
+ public:
+  explicit Progress(bool enabled) : tty_(enabled && isatty(fileno(stderr))) {}
+  void update(int epoch, int epochs, std::size_t done, std::size_t total, double loss, double dice,
+              double images_per_s, double eta_s) {
+    if (!tty_) return;
+    constexpr int width = 24;
+    const int filled = total ? static_cast<int>(width * done / total) : width;
+    std::string bar(static_cast<std::size_t>(filled), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "\repoch %d/%d [%s] %zu/%zu loss %.4f dice %.3f %.1f img/s ETA %s ", epoch,
+                 epochs, bar.c_str(), done, total, loss, dice, images_per_s,
+                 format_duration(eta_s).c_str());
+    std::fflush(stderr);
+  }
+  void end_line() {
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  bool tty_;
+};
+
+struct LogRow {
+  int epoch = 0;
+  double train_loss = 0, train_dice = 0, val_loss = 0, val_dice = 0, lr = 0, seconds = 0;
+};
+
+inline std::string log_csv(const std::vector<LogRow>& rows) {
+  std::string out = "epoch,train_loss,train_dice,val_loss,val_dice,lr,seconds\n";
+  for (const LogRow& r : rows)
+    out += str_cat(r.epoch, ",", fmt(r.train_loss, 8), ",", fmt(r.train_dice, 8), ",",
+                   fmt(r.val_loss, 8), ",", fmt(r.val_dice, 8), ",", fmt(r.lr, 8), ",",
+                   fmt(r.seconds, 5), "\n");
+  return out;
+}
+
+inline std::vector<LogRow> read_log_csv(const std::filesystem::path& path, int up_to_epoch) {
+  std::vector<LogRow> rows;
+  std::ifstream in(path);
+  if (!in) fail_format("cannot resume: log '", path.string(), "' is missing");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    LogRow r;
+    char comma;
+    std::istringstream ss(line);
+    auto num = [&](double& v) {
+      std::string cell;
+      std::getline(ss, cell, ',');
+      v = cell == "null" ? std::numeric_limits<double>::quiet_NaN() : std::stod(cell);
+    };
+    if (!(ss >> r.epoch >> comma)) fail_format("cannot resume: bad line in '", path.string(), "'");
+    num(r.train_loss), num(r.train_dice), num(r.val_loss), num(r.val_dice), num(r.lr),
+        num(r.seconds);
+    if (r.epoch <= up_to_epoch) rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace train_detail
+
+// Trains `model` on samples[split.train], validates on split.val, tests on split.test at the end.
+class Trainer {
+ public:
+  Trainer(TrainOptions options, AnyModel<Cpu>& model, const std::vector<Sample>& samples,
+          Split split)
+      : o_(std::move(options)),
+        model_(model),
+        samples_(samples),
+        split_(std::move(split)),
+        optimizer_(o_.adam),
+        plateau_(o_.plateau_options) {
+    if (o_.epochs < 1) fail_argument("epochs must be >= 1, got ", o_.epochs);
+    if (o_.batch < 1) fail_argument("batch size must be >= 1, got ", o_.batch);
+    if (split_.train.empty()) fail_argument("the training split is empty");
+    if (o_.out_dir.empty()) fail_argument("an output folder is required");
+  }
+
+  // Log line sink (stdout by default).
+  std::function<void(const std::string&)> log = [](const std::string& s) {
+    std::printf("%s\n", s.c_str());
+    std::fflush(stdout);
+  };
+
+  // Runs (or resumes) training; returns the test metrics of the final weights.
+  EvalResult run() {
+    namespace fs = std::filesystem;
+    prepare_output_dir();
+    params_ = model_.parameters();
+    int start_epoch = 1;
+    if (o_.resume && fs::exists(o_.out_dir / "checkpoint.txt")) {
+      start_epoch = restore_checkpoint() + 1;
+      log(str_cat("resumed from epoch ", start_epoch - 1, " of ", o_.epochs));
+    } else {
+      model_.init(o_.seed);
+      if (!o_.init_weights.empty()) load_weights(model_, o_.init_weights);
+    }
+    write_split(o_.out_dir / "split.txt", split_, samples_,
+                str_cat("model ", model_.name(), ", seed ", o_.seed));
+
+    train_detail::Progress progress(o_.progress);
+    for (int epoch = start_epoch; epoch <= o_.epochs; ++epoch) {
+      const auto t0 = std::chrono::steady_clock::now();
+      train_detail::LogRow row = train_epoch(epoch, progress);
+      progress.end_line();
+      if (!split_.val.empty()) {
+        const EvalResult v = evaluate(model_, samples_, split_.val, o_.loss, o_.batch);
+        row.val_loss = v.loss;
+        row.val_dice = v.dice;
+      } else {
+        row.val_loss = row.val_dice = std::numeric_limits<double>::quiet_NaN();
+      }
+      row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rows_.push_back(row);
+      const double monitored = split_.val.empty() ? row.train_loss : row.val_loss;
+      if (o_.plateau) plateau_.on_epoch_end(monitored, optimizer_);
+      const double selection = split_.val.empty() ? row.train_dice : row.val_dice;
+      if (selection > best_dice_) {
+        best_dice_ = selection;
+        best_epoch_ = epoch;
+        save_weights(model_, o_.out_dir / "best.weights");
+      }
+      log(str_cat(
+          "epoch ", epoch, "/", o_.epochs, "  train loss ", train_detail::fmt(row.train_loss, 4),
+          " dice ", train_detail::fmt(row.train_dice, 4), "  val loss ",
+          train_detail::fmt(row.val_loss, 4), " dice ", train_detail::fmt(row.val_dice, 4), "  lr ",
+          train_detail::fmt(row.lr, 3), "  ", train_detail::fmt(row.seconds, 3), " s"));
+      save_checkpoint(epoch);
+    }
+    return finish();
+  }
+
+ private:
+  train_detail::LogRow train_epoch(int epoch, train_detail::Progress& progress) {
+    std::vector<std::size_t> order = split_.train;
+    if (o_.shuffle) {
+      Rng rng(train_detail::epoch_seed(o_.seed, epoch));
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    }
+    LoaderOptions lo;
+    lo.batch_size = o_.batch;
+    lo.augmentation = o_.augmentation;
+    lo.seed = train_detail::epoch_seed(o_.seed, epoch) ^ 0xA5A5A5A5ull;
+    BatchLoader loader(samples_, order, lo);
+    SegmentationMetrics dice(0.5);
+    Tensor<Cpu> dlogits;
+    Batch b;
+    double loss_sum = 0.0;
+    std::size_t seen = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    train_detail::LogRow row;
+    row.epoch = epoch;
+    row.lr = optimizer_.decayed_lr();
+    while (loader.next(b)) {
+      optimizer_.zero_grad(params_);
+      CView<Cpu> logits = model_.forward(b.images);
+      dlogits.resize(logits.shape);
+      const double loss = compute_loss(o_.loss, logits, b.masks, dlogits);
+      if (!std::isfinite(loss))
+        fail_argument("training diverged: loss is ", loss, " at epoch ", epoch, " batch ",
+                      b.number + 1, " (try a lower learning rate)");
+      dice.add_logits(logits, b.masks);
+      model_.backward(dlogits);
+      optimizer_.step(params_);
+      const int n = b.images.shape().n;
+      loss_sum += loss * n;
+      seen += static_cast<std::size_t>(n);
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double rate = static_cast<double>(seen) / std::max(elapsed, 1e-9);
+      const double remaining_epoch = static_cast<double>(order.size() - seen) / rate;
+      const double remaining = remaining_epoch + static_cast<double>(o_.epochs - epoch) *
+                                                     static_cast<double>(order.size()) / rate;
+      progress.update(epoch, o_.epochs, seen, order.size(), loss_sum / static_cast<double>(seen),
+                      dice.global_dice(), rate, remaining);
+    }
+    row.train_loss = loss_sum / static_cast<double>(seen);
+    row.train_dice = dice.global_dice();
+    return row;
+  }
+
+  void prepare_output_dir() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(o_.out_dir / "ckpt", ec);
+    if (ec)
+      fail_argument("output folder '", o_.out_dir.string(), "' cannot be created: ", ec.message());
+    const fs::path probe = o_.out_dir / ".write-test";
+    {
+      std::ofstream test(probe);
+      if (!test) fail_argument("output folder '", o_.out_dir.string(), "' is not writable");
+    }
+    fs::remove(probe, ec);
+    if (!o_.resume && fs::exists(o_.out_dir / "checkpoint.txt"))
+      fail_argument("output folder '", o_.out_dir.string(),
+                    "' holds a checkpoint of an earlier run; pass --resume to continue it or "
+                    "choose another folder");
+  }
+
+  std::filesystem::path epoch_file(int epoch, const char* ext) const {
+    char name[32];
+    std::snprintf(name, sizeof name, "epoch-%04d.%s", epoch, ext);
+    return o_.out_dir / "ckpt" / name;
+  }
+
+  void save_checkpoint(int epoch) {
+    namespace fs = std::filesystem;
+    save_weights(model_, epoch_file(epoch, "weights"));
+    write_file_atomic(epoch_file(epoch, "optim"),
+                      [&](std::ostream& out) { optimizer_.save_state(out); });
+    write_file_atomic(o_.out_dir / "log.csv", train_detail::log_csv(rows_));
+    draw_curve();
+    // The commit point: from here on a resume uses this epoch.
+    std::ostringstream state;
+    state.precision(17);
+    state << "unetsrnn checkpoint v1\nmodel " << model_.name() << "\nepoch " << epoch
+          << "\nbest_dice " << best_dice_ << "\nbest_epoch " << best_epoch_ << "\n";
+    plateau_.save_state(state);
+    write_file_atomic(o_.out_dir / "checkpoint.txt", state.str());
+    save_weights(model_, o_.out_dir / "last.weights");
+    if (epoch > 1) {
+      std::error_code ec;
+      fs::remove(epoch_file(epoch - 1, "weights"), ec);
+      fs::remove(epoch_file(epoch - 1, "optim"), ec);
+    }
+  }
+
+  // Returns the epoch restored.
+  int restore_checkpoint() {
+    const auto path = o_.out_dir / "checkpoint.txt";
+    std::ifstream in(path);
+    std::string header, key, model;
+    int epoch = 0;
+    std::getline(in, header);
+    if (header != "unetsrnn checkpoint v1")
+      fail_format("'", path.string(), "' is not a checkpoint");
+    in >> key >> model;
+    if (key != "model" || model != model_.name())
+      fail_format("'", path.string(), "' is a checkpoint of model '", model, "', not '",
+                  model_.name(), "'");
+    in >> key >> epoch >> key >> best_dice_ >> key >> best_epoch_;
+    if (!in || epoch < 1) fail_format("'", path.string(), "' is damaged");
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    plateau_.load_state(in);
+    load_weights(model_, epoch_file(epoch, "weights"));
+    std::ifstream opt(epoch_file(epoch, "optim"), std::ios::binary);
+    if (!opt) fail_format("cannot resume: '", epoch_file(epoch, "optim").string(), "' is missing");
+    optimizer_.load_state(opt, params_);
+    rows_ = train_detail::read_log_csv(o_.out_dir / "log.csv", epoch);
+    return epoch;
+  }
+
+  void draw_curve() {
+    std::vector<double> train_loss, val_loss, val_dice, train_dice;
+    for (const auto& r : rows_) {
+      train_loss.push_back(r.train_loss);
+      val_loss.push_back(r.val_loss);
+      train_dice.push_back(r.train_dice);
+      val_dice.push_back(r.val_dice);
+    }
+    PlotOptions chart;
+    chart.title = model_.name() + " - loss and Dice per epoch";
+    save_line_chart(o_.out_dir / "curve.png",
+                    {{"train loss", train_loss, {}, {}},
+                     {"val loss", val_loss, {}, {}},
+                     {"train dice", train_dice, {}, {}},
+                     {"val dice", val_dice, {}, {}}},
+                    chart);
+  }
+
+  EvalResult finish() {
+    EvalResult final_result = evaluate(model_, samples_, split_.test, o_.loss, o_.batch);
+    EvalResult best_result;
+    const bool have_best = std::filesystem::exists(o_.out_dir / "best.weights");
+    if (have_best && !split_.test.empty()) {
+      auto best = make_model<Cpu>(model_.name());
+      load_weights(*best, o_.out_dir / "best.weights");
+      best_result = evaluate(*best, samples_, split_.test, o_.loss, o_.batch);
+    }
+    using train_detail::fmt;
+    using train_detail::json_string;
+    auto metrics = [&](const EvalResult& r) {
+      std::string s = str_cat(
+          "{\"images\": ", r.images, ", \"loss\": ", fmt(r.loss), ", \"dice\": ", fmt(r.dice),
+          ", \"dice_at_0.3\": ", fmt(r.dice_at_03), ", \"iou\": ", fmt(r.iou),
+          ", \"precision\": ", fmt(r.precision), ", \"recall\": ", fmt(r.recall),
+          ", \"mean_image_dice\": ", fmt(r.mean_image_dice), ", \"per_image\": [");
+      for (std::size_t i = 0; i < r.per_image_dice.size(); ++i) {
+        const Sample& smp = samples_[split_.test[i]];
+        s += str_cat(i ? ", " : "", "{\"dataset\": ", json_string(smp.dataset),
+                     ", \"name\": ", json_string(smp.name),
+                     ", \"dice\": ", fmt(r.per_image_dice[i]), "}");
+      }
+      return s + "]}";
+    };
+    double seconds = 0.0;
+    for (const auto& r : rows_) seconds += r.seconds;
+    const std::string json = str_cat(
+        "{\n  \"model\": ", json_string(model_.name()),
+        ",\n  \"loss\": ", json_string(to_string(o_.loss)), ",\n  \"epochs\": ", o_.epochs,
+        ",\n  \"batch\": ", o_.batch, ",\n  \"lr\": ", fmt(o_.adam.lr), ",\n  \"seed\": ", o_.seed,
+        ",\n  \"train_images\": ", split_.train.size(), ",\n  \"val_images\": ", split_.val.size(),
+        ",\n  \"test_images\": ", split_.test.size(), ",\n  \"train_seconds\": ", fmt(seconds),
+        ",\n  \"best_epoch\": ", best_epoch_, ",\n  \"best_val_dice\": ", fmt(best_dice_),
+        ",\n  \"test_threshold\": 0.5", ",\n  \"test\": ", metrics(final_result),
+        ",\n  \"test_best_weights\": ",
+        have_best && !split_.test.empty() ? metrics(best_result) : std::string("null"), "\n}\n");
+    write_file_atomic(o_.out_dir / "result.json", json);
+    return final_result;
+  }
+
+  TrainOptions o_;
+  AnyModel<Cpu>& model_;
+  const std::vector<Sample>& samples_;
+  Split split_;
+  Adam<Cpu> optimizer_;
+  ReduceLROnPlateau plateau_;
+  ParamList<Cpu> params_;
+  std::vector<train_detail::LogRow> rows_;
+  double best_dice_ = -1.0;
+  int best_epoch_ = 0;
+};
+
+}  // namespace unetsrnn

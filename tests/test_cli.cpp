@@ -1,0 +1,286 @@
+// End-to-end tests of the example programs: bad input gives a clear message, a non-zero exit and no
+// partial output; a training run killed with SIGKILL resumes to the same final weights.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <unetsrnn/data/synthetic.hpp>
+#include <unetsrnn/io/image.hpp>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kExamples = fs::path(UNETSRNN_BINARY_DIR) / "examples";
+
+struct Run {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A scratch folder, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("unetsrnn-cli-" + tag + "-" + std::to_string(getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+pid_t spawn(const std::string& program, const std::vector<std::string>& args, const fs::path& out,
+            const fs::path& err) {
+  const fs::path exe = kExamples / program;
+  REQUIRE_MESSAGE(fs::exists(exe), "example program not built: ", exe.string());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(exe.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
+    setenv("OMP_NUM_THREADS", "2", 1);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& scratch) {
+  const fs::path out = scratch / (program + ".stdout"), err = scratch / (program + ".stderr");
+  const pid_t pid = spawn(program, args, out, err);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Run r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  fs::remove(out);
+  fs::remove(err);
+  return r;
+}
+
+// Files under dir (recursively), for "no partial output" checks.
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir).string());
+  return out;
+}
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+// A small valid dataset: n synthetic pairs of h x w written as PNGs.
+void make_dataset(const fs::path& dir, int n, int h = 32, int w = 32) {
+  unetsrnn::write_synthetic(dir, static_cast<std::size_t>(n), h, w, 7);
+}
+
+void expect_failure(const Run& r, const std::string& needle) {
+  INFO("stderr: ", r.err);
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find(needle) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("--help works and unknown options are rejected") {
+  TempDir tmp("help");
+  for (const char* program : {"train", "evaluate", "predict", "demo"}) {
+    const Run help = run(program, {"--help"}, tmp.path);
+    CHECK(help.exit_code == 0);
+    CHECK(help.out.find("usage:") != std::string::npos);
+    const Run bad = run(program, {"--no-such-option"}, tmp.path);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.err.find("unknown option '--no-such-option'") != std::string::npos);
+  }
+  expect_failure(run("train", {"--epochs", "many", "--out", "x"}, tmp.path), "needs an integer");
+}
+
+TEST_CASE("train rejects bad datasets by name, with no output written") {
+  TempDir tmp("baddata");
+  const fs::path out = tmp.path / "out";
+  auto train = [&](const fs::path& data, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"--data",   data.string(), "--out",    out.string(),
+                                  "--epochs", "1",           "--height", "32",
+                                  "--width",  "32",          "--model",  "unet2d_lw"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Run r = run("train", args, tmp.path);
+    CHECK(files_in(out).empty());
+    return r;
+  };
+
+  SUBCASE("corrupt image") {
+    make_dataset(tmp.path / "d", 4);
+    write_bytes(tmp.path / "d/image/synth_00001.png", "this is not a png");
+    expect_failure(train(tmp.path / "d"), "synth_00001.png");
+  }
+  SUBCASE("image without mask and mask without image") {
+    make_dataset(tmp.path / "d", 4);
+    fs::remove(tmp.path / "d/mask/synth_00002.png");
+    fs::remove(tmp.path / "d/image/synth_00003.png");
+    const Run r = train(tmp.path / "d");
+    expect_failure(r, "synth_00002.png");
+    CHECK(r.err.find("synth_00003.png") != std::string::npos);
+  }
+  SUBCASE("empty dataset") {
+    fs::create_directories(tmp.path / "e/image");
+    fs::create_directories(tmp.path / "e/mask");
+    expect_failure(train(tmp.path / "e"), "e");
+  }
+  SUBCASE("missing folder") { expect_failure(train(tmp.path / "nowhere"), "nowhere"); }
+  SUBCASE("mask that is not binary-like") {
+    make_dataset(tmp.path / "d", 4);
+    unetsrnn::Image grey(32, 32, 1, 0.5f);  // all mid grey
+    unetsrnn::save_png(tmp.path / "d/mask/synth_00001.png", grey);
+    expect_failure(train(tmp.path / "d", {"--mask-mode", "threshold"}), "synth_00001.png");
+  }
+  SUBCASE("image smaller than 16 px") {
+    make_dataset(tmp.path / "d", 4);
+    unetsrnn::save_png(tmp.path / "d/image/synth_00001.png", unetsrnn::Image(8, 8, 3, 0.3f));
+    unetsrnn::save_png(tmp.path / "d/mask/synth_00001.png", unetsrnn::Image(8, 8, 1, 1.0f));
+    expect_failure(train(tmp.path / "d"), "synth_00001.png");
+  }
+  SUBCASE("size not divisible by 16") {
+    make_dataset(tmp.path / "d", 4);
+    expect_failure(train(tmp.path / "d", {"--height", "40"}), "16");
+  }
+  SUBCASE("unknown model and loss") {
+    make_dataset(tmp.path / "d", 4);
+    expect_failure(train(tmp.path / "d", {"--model", "resnet"}), "unknown model 'resnet'");
+    expect_failure(train(tmp.path / "d", {"--loss", "hinge"}), "hinge");
+  }
+}
+
+TEST_CASE("output folder that cannot be created is reported") {
+  TempDir tmp("badout");
+  make_dataset(tmp.path / "d", 6);
+  write_bytes(tmp.path / "file",
+              "x");  // a regular file where a folder is needed (fails as root too)
+  const Run r = run("train",
+                    {"--data", (tmp.path / "d").string(), "--out", (tmp.path / "file/out").string(),
+                     "--epochs", "1", "--height", "32", "--width", "32", "--model", "unet2d_lw"},
+                    tmp.path);
+  expect_failure(r, (tmp.path / "file/out").string());
+}
+
+TEST_CASE("train, evaluate and predict work together; weights errors are clear") {
+  TempDir tmp("flow");
+  make_dataset(tmp.path / "d", 12);
+  const fs::path out = tmp.path / "run";
+  const Run t = run("train",
+                    {"--data", (tmp.path / "d").string(), "--out", out.string(), "--epochs", "2",
+                     "--height", "32", "--width", "32", "--model", "unet2d_lw", "--quiet"},
+                    tmp.path);
+  INFO("stdout: ", t.out, "\nstderr: ", t.err);
+  REQUIRE(t.exit_code == 0);
+  CHECK(t.out.find("test Dice") != std::string::npos);
+  for (const char* f : {"log.csv", "curve.png", "best.weights", "last.weights", "split.txt",
+                        "result.json", "checkpoint.txt"})
+    CHECK_MESSAGE(fs::exists(out / f), f);
+  CHECK(slurp(out / "log.csv").find("\n2,") != std::string::npos);
+  CHECK(slurp(out / "result.json").find("\"dice_at_0.3\"") != std::string::npos);
+  // No temporary files are left behind.
+  for (const auto& f : files_in(out)) CHECK_MESSAGE(f.find(".tmp.") == std::string::npos, f);
+
+  const Run e =
+      run("evaluate",
+          {"--weights", (out / "last.weights").string(), "--data", (tmp.path / "d").string(),
+           "--split", (out / "split.txt").string(), "--height", "32", "--width", "32"},
+          tmp.path);
+  INFO("evaluate stderr: ", e.err);
+  CHECK(e.exit_code == 0);
+  CHECK(e.out.find("\"model\": \"unet2d_lw\"") != std::string::npos);
+
+  const fs::path pred = tmp.path / "pred";
+  const Run p = run("predict",
+                    {"--weights", (out / "last.weights").string(), "--input",
+                     (tmp.path / "d/image/synth_00000.png").string(), "--out", pred.string(),
+                     "--height", "32", "--width", "32"},
+                    tmp.path);
+  INFO("predict stderr: ", p.err);
+  CHECK(p.exit_code == 0);
+  const unetsrnn::Image mask = unetsrnn::load_image(pred / "synth_00000_mask.png", 1);
+  CHECK(mask.width == 32);
+  CHECK(fs::exists(pred / "synth_00000_overlay.png"));
+
+  // Bad weights: missing, corrupt, wrong model for the run being resumed.
+  const fs::path pred2 = tmp.path / "pred2";
+  expect_failure(run("predict",
+                     {"--weights", (tmp.path / "none.weights").string(), "--input",
+                      (tmp.path / "d/image").string(), "--out", pred2.string()},
+                     tmp.path),
+                 "none.weights");
+  write_bytes(tmp.path / "bad.weights", slurp(out / "last.weights").substr(0, 100));
+  expect_failure(run("predict",
+                     {"--weights", (tmp.path / "bad.weights").string(), "--input",
+                      (tmp.path / "d/image").string(), "--out", pred2.string()},
+                     tmp.path),
+                 "bad.weights");
+  CHECK(files_in(pred2).empty());
+  const Run wrong =
+      run("train",
+          {"--data", (tmp.path / "d").string(), "--out", out.string(), "--epochs", "3", "--height",
+           "32", "--width", "32", "--model", "crunet_res_lw", "--resume", "--quiet"},
+          tmp.path);
+  expect_failure(wrong, "unet2d_lw");
+}
+
+TEST_CASE("a run killed with SIGKILL resumes to the same final weights") {
+  TempDir tmp("resume");
+  make_dataset(tmp.path / "d", 16);
+  auto args = [&](const fs::path& out, bool resume) {
+    std::vector<std::string> a{"--data",   (tmp.path / "d").string(),
+                               "--out",    out.string(),
+                               "--epochs", "4",
+                               "--height", "32",
+                               "--width",  "32",
+                               "--model",  "unet2d_lw",
+                               "--quiet",  "--augment"};
+    if (resume) a.push_back("--resume");
+    return a;
+  };
+  const fs::path straight = tmp.path / "straight", killed = tmp.path / "killed";
+  REQUIRE(run("train", args(straight, false), tmp.path).exit_code == 0);
+
+  // Start the second run, wait for its first checkpoint, then SIGKILL it mid-training.
+  const pid_t pid = spawn("train", args(killed, false), tmp.path / "k.out", tmp.path / "k.err");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool checkpointed = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(killed / "checkpoint.txt")) {
+      checkpointed = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(checkpointed);
+  const std::string state = slurp(killed / "checkpoint.txt");
+  INFO("checkpoint at kill: ", state);
+  CHECK(state.find("epoch 4") == std::string::npos);  // it really was interrupted
+
+  const Run resumed = run("train", args(killed, true), tmp.path);
+  INFO("resume stdout: ", resumed.out, "\nstderr: ", resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(resumed.out.find("resumed from epoch") != std::string::npos);
+  CHECK(slurp(killed / "last.weights") == slurp(straight / "last.weights"));
+  CHECK(slurp(killed / "log.csv").size() > 0);
+}
