@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   p.option("--batch", "N", "images per batch", "4");
   p.option("--lr", "RATE", "Adam learning rate", "2e-3");
   p.option("--model", "NAME", "model to train", "crunet_res_lw");
+  p.option("--loss", "NAME", "bce | bce_dice_seed | bce_dice (soft Dice copes with small nails)",
+           "bce_dice");
   p.option("--seed", "N", "seed of data, weights and batch order", "1");
   p.flag("--resume", "continue an interrupted demo in --out");
   p.flag("--quiet", "no progress bar");
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
 
     TrainOptions o;
     o.model = p.get("--model");
+    o.loss = parse_loss(p.get("--loss"));
     o.epochs = p.get_int("--epochs");
     o.batch = p.get_int("--batch");
     o.adam.lr = p.get_double("--lr");
