@@ -1,0 +1,483 @@
+// Benchmark of the CPU path: the SGEMM rate Eigen reaches here (the ceiling of im2col + GEMM
+// convolutions), per-layer times at the models' shapes, and per-model training-step time,
+// inference latency / throughput, FLOPs, achieved GFLOP/s and peak memory.
+//
+//   bench_models [--models a,b,...] [--batch 2] [--height 160] [--width 192] [--steps 5]
+//                [--warmup 1] [--infer-batch 8] [--layer-width 32] [--threads N]
+//                [--sections gemm,layers,models] [--json FILE]
+//
+// Threads: OMP_NUM_THREADS (or --threads, which sets the OpenMP default). Times are medians over
+// --steps runs after --warmup runs (at least one; inference at batch --infer-batch: --steps / 2
+// runs; GEMM: best of five). Peak RSS is the process's high-water
+// mark (getrusage), so run one model per process for a per-model figure (benchmarks/run_all.sh
+// does).
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <unetsrnn/unetsrnn.hpp>
+#include <vector>
+
+using namespace unetsrnn;
+
+namespace {
+
+struct Options {
+  std::vector<std::string> models = {"unet2d_lw", "unet2d_res_hw", "crunet_res_hw",
+                                     "crunet_res_lw"};  // the original's four
+  int batch = 2, height = 160, width = 192, steps = 5, warmup = 1, infer_batch = 8;
+  int layer_width = 32;  // base filters of the per-layer shapes (32 = the HW models)
+  std::vector<std::string> sections = {"gemm", "layers", "models"};
+  std::string json;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, sep);)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+[[noreturn]] void usage(const std::string& error) {
+  std::cerr << "bench_models: " << error
+            << "\nusage: bench_models [--models a,b,...] [--batch N] [--height H] [--width W] "
+               "[--steps S] [--warmup K] [--infer-batch N] [--layer-width F] [--threads N] "
+               "[--sections gemm,layers,models] [--json FILE]\n";
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") usage("help");
+    if (i + 1 >= argc) usage("missing value after " + arg);
+    const std::string value = argv[++i];
+    auto number = [&](int min) {
+      int v = 0;
+      try {
+        v = std::stoi(value);
+      } catch (const std::exception&) {
+        usage(arg + " needs a number, got '" + value + "'");
+      }
+      if (v < min) usage(arg + " must be >= " + std::to_string(min));
+      return v;
+    };
+    if (arg == "--models")
+      o.models = split(value, ',');
+    else if (arg == "--batch")
+      o.batch = number(1);
+    else if (arg == "--height")
+      o.height = number(16);
+    else if (arg == "--width")
+      o.width = number(16);
+    else if (arg == "--steps")
+      o.steps = number(1);
+    else if (arg == "--warmup")
+      o.warmup = number(0);
+    else if (arg == "--infer-batch")
+      o.infer_batch = number(1);
+    else if (arg == "--layer-width")
+      o.layer_width = number(1);
+    else if (arg == "--threads")
+      omp_set_num_threads(number(1));
+    else if (arg == "--sections")
+      o.sections = split(value, ',');
+    else if (arg == "--json")
+      o.json = value;
+    else
+      usage("unknown option " + arg);
+  }
+  return o;
+}
+
+bool wants(const Options& o, const std::string& section) {
+  return std::find(o.sections.begin(), o.sections.end(), section) != o.sections.end();
+}
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+struct Timing {
+  double ms = 0;      // median of the timed runs
+  double min_ms = 0;  // fastest run: the least disturbed by other load on a shared machine
+  double flops = 0;   // convolution FLOPs of one run, as the op table counts them
+};
+
+// Times `runs` calls after `warmup` untimed ones (at least one: buffers are allocated then).
+Timing measure(const std::function<void()>& fn, int runs, int warmup) {
+  for (int i = 0; i < std::max(1, warmup); ++i) fn();
+  ops::reset_flop_counter();
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    const double start = now_ms();
+    fn();
+    times.push_back(now_ms() - start);
+  }
+  Timing t;
+  t.flops = static_cast<double>(ops::flops_counted()) / runs;
+  std::sort(times.begin(), times.end());
+  t.min_ms = times.front();
+  t.ms = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
+  return t;
+}
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // KiB on Linux
+}
+
+void fill_uniform(Tensor<>& t, std::uint64_t seed, double lo, double hi) {
+  Rng rng(seed);
+  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
+}
+Tensor<> uniform(Shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  Tensor<> t(s);
+  fill_uniform(t, seed, lo, hi);
+  return t;
+}
+
+// Minimal JSON: objects of numbers and strings, arrays of such objects.
+struct Json {
+  std::vector<std::pair<std::string, std::string>> fields;
+  Json& num(const std::string& key, double v) {
+    std::ostringstream os;
+    os.precision(10);
+    if (std::isfinite(v))
+      os << v;
+    else
+      os << "null";
+    fields.emplace_back(key, os.str());
+    return *this;
+  }
+  Json& str(const std::string& key, const std::string& v) {
+    std::string quoted = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\') quoted += '\\';
+      if (c == '\n') {
+        quoted += "\\n";
+        continue;
+      }
+      quoted += c;
+    }
+    fields.emplace_back(key, quoted + "\"");
+    return *this;
+  }
+  Json& raw(const std::string& key, const std::string& v) {
+    fields.emplace_back(key, v);
+    return *this;
+  }
+  std::string dump() const {
+    std::string out = "{";
+    for (std::size_t i = 0; i < fields.size(); ++i)
+      out += (i ? ", \"" : "\"") + fields[i].first + "\": " + fields[i].second;
+    return out + "}";
+  }
+};
+std::string json_array(const std::vector<Json>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ",\n  " : "\n  ") + items[i].dump();
+  return out + "]";
+}
+
+// ------------------------------------------------------------------------------------- GEMM rate
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Best GFLOP/s of C = A * B (M x K times K x N), row-major as the convolutions use it.
+double gemm_gflops(int m, int k, int n, int repeats) {
+  RowMat a = RowMat::Random(m, k), b = RowMat::Random(k, n), c(m, n);
+  c.noalias() = a * b;  // warm-up
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const double start = now_ms();
+    c.noalias() = a * b;
+    best = std::min(best, now_ms() - start);
+  }
+  volatile float sink = c(0, 0);
+  (void)sink;
+  return 2.0 * m * k * n / (best * 1e6);
+}
+
+// ------------------------------------------------------------------------------------- layers
+struct LayerResult {
+  std::string name, shape;
+  double ms = 0, flops = 0;  // flops < 0: not counted (Spatial RNN)
+  std::string error;
+};
+
+// Times one op (or a group) and its FLOPs as counted by the op table.
+LayerResult time_layer(const std::string& name, const std::string& shape,
+                       const std::function<void()>& fn, int runs) {
+  LayerResult r;
+  r.name = name, r.shape = shape;
+  try {
+    const Timing t = measure(fn, runs, 1);
+    r.ms = t.ms, r.flops = t.flops;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+// SRNN skip link of CR-UNet-Res (seed SRNN, concat, 1x1 conv) forward + backward at one level.
+template <int C>
+LayerResult time_srnn_skip(int level, int length, Shape x_shape, int runs) {
+  SRNNSkip<C, C> skip(length);
+  const Tensor<> x = uniform(x_shape, 5, 0.0, 1.0);
+  Tensor<> dx(x_shape);
+  const Tensor<> dy = uniform(x_shape, 6);
+  LayerResult r = time_layer(
+      "srnn skip l" + std::to_string(level) + " L=" + std::to_string(length) + " fwd+bwd",
+      x_shape.str(),
+      [&] {
+        skip.forward(x);
+        ops::copy<Cpu>(dy, skip.grad());
+        skip.backward(dx, false);
+      },
+      runs);
+  return r;
+}
+
+std::vector<LayerResult> bench_layers(const Options& o) {
+  std::vector<LayerResult> results;
+  const int f = o.layer_width, runs = std::max(3, o.steps);
+  for (int level = 1; level <= 5; ++level) {
+    const int c = f << (level - 1), h = o.height >> (level - 1), w = o.width >> (level - 1);
+    const Shape xs{o.batch, c, h, w};
+    const Tensor<> x = uniform(xs, 1), wt = uniform(Shape{c, c, 3, 3}, 2, -0.1, 0.1),
+                   b = uniform(Shape{1, c, 1, 1}, 3);
+    Tensor<> y(xs), dy = uniform(xs, 4), dx(xs), dw(wt.shape()), db(b.shape()), scratch;
+    const std::string tag = "conv3x3 l" + std::to_string(level) + " ";
+    results.push_back(time_layer(
+        tag + "fwd", xs.str(), [&] { ops::conv2d_forward<Cpu>(x, wt, b, y, Act::Relu, scratch); },
+        runs));
+    results.push_back(time_layer(
+        tag + "bwd data", xs.str(),
+        [&] { ops::conv2d_backward_data<Cpu>(dy, wt, dx, false, scratch); }, runs));
+    results.push_back(time_layer(
+        tag + "bwd params", xs.str(),
+        [&] { ops::conv2d_backward_params<Cpu>(x, dy, dw, db, scratch); }, runs));
+    if (level == 5) continue;
+    // Decoder up-sampling into this level: 2c channels at half resolution to c channels.
+    const Shape us{o.batch, 2 * c, h / 2, w / 2};
+    const Tensor<> ux = uniform(us, 7), uw = uniform(Shape{2 * c, c, 2, 2}, 8, -0.1, 0.1);
+    Tensor<> uy(xs), udx(us), udw(uw.shape()), udb(b.shape());
+    results.push_back(time_layer(
+        "convT2x2 ->l" + std::to_string(level) + " fwd+bwd", us.str() + "->" + xs.str(),
+        [&] {
+          ops::conv_transpose2x2_forward<Cpu>(ux, uw, b, uy, scratch);
+          ops::conv_transpose2x2_backward_params<Cpu>(ux, dy, udw, udb, scratch);
+          ops::conv_transpose2x2_backward_data<Cpu>(dy, uw, udx, false, scratch);
+        },
+        runs));
+  }
+  const auto level_shape = [&](int level) {
+    return Shape{o.batch, o.layer_width << (level - 1), o.height >> (level - 1),
+                 o.width >> (level - 1)};
+  };
+  // The skip's channel count is a template argument: the HW and LW widths are instantiated.
+  if (o.layer_width == 32) {
+    results.push_back(time_srnn_skip<128>(3, 32, level_shape(3), runs));
+    results.push_back(time_srnn_skip<64>(2, 64, level_shape(2), runs));
+  } else if (o.layer_width == 8) {
+    results.push_back(time_srnn_skip<32>(3, 32, level_shape(3), runs));
+    results.push_back(time_srnn_skip<16>(2, 64, level_shape(2), runs));
+  }
+  return results;
+}
+
+// ------------------------------------------------------------------------------------- models
+struct ModelResult {
+  std::string name, error;
+  std::size_t params = 0;
+  double train_ms = 0, train_min_ms = 0, train_flops = 0, infer_ms = 0, infer_min_ms = 0;
+  double infer_flops = 0, batch_ms = 0, rss_mib = 0;
+};
+
+// Mean binary cross-entropy on logits: returns the loss, writes dL/dlogits = (sigmoid(z) - y) / n.
+double bce_with_logits(CView<> z, const Tensor<>& target, Tensor<>& dz) {
+  const std::size_t n = target.size();
+  dz.resize(target.shape());
+  double loss = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float x = z.data[i], y = target[i];
+    loss += std::max(x, 0.0f) - x * y + std::log1p(std::exp(-std::abs(x)));
+    dz[i] = (cpu::sigmoid(x) - y) / static_cast<float>(n);
+  }
+  return loss / static_cast<double>(n);
+}
+
+ModelResult bench_model(const std::string& name, const Options& o) {
+  ModelResult r;
+  r.name = name;
+  try {
+    auto model = make_model(name);
+    model->init(1);
+    auto params = model->parameters();
+    r.params = model->parameter_count();
+    std::vector<Tensor<>> m, v;
+    for (auto& p : params) {
+      m.emplace_back(p.param->value.shape(), 0.0f);
+      v.emplace_back(p.param->value.shape(), 0.0f);
+    }
+    const Shape xs{o.batch, 3, o.height, o.width};
+    const Tensor<> x = uniform(xs, 11, 0.0, 1.0);
+    Tensor<> target(Shape{o.batch, 1, o.height, o.width}), dlogits;
+    fill_uniform(target, 12, 0.0, 1.0);
+    for (float& t : target) t = t > 0.5f ? 1.0f : 0.0f;
+
+    int step = 0;
+    const float lr = 1e-5f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+    auto train_step = [&] {
+      model->zero_grad();
+      bce_with_logits(model->forward(x), target, dlogits);
+      model->backward(dlogits);
+      ++step;
+      const float lr_t = lr * std::sqrt(1.0f - std::pow(beta2, static_cast<float>(step))) /
+                         (1.0f - std::pow(beta1, static_cast<float>(step)));
+      for (std::size_t i = 0; i < params.size(); ++i)
+        ops::adam_update<Cpu>(params[i].param->value, params[i].param->grad, m[i], v[i], lr_t,
+                              beta1, beta2, eps);
+    };
+    const Timing train = measure(train_step, o.steps, o.warmup);
+    r.train_ms = train.ms, r.train_min_ms = train.min_ms, r.train_flops = train.flops;
+    r.rss_mib = peak_rss_mib();
+
+    const Tensor<> x1 = uniform(Shape{1, 3, o.height, o.width}, 13, 0.0, 1.0);
+    const Timing infer = measure([&] { model->forward(x1); }, o.steps, o.warmup);
+    r.infer_ms = infer.ms, r.infer_min_ms = infer.min_ms, r.infer_flops = infer.flops;
+    const Tensor<> xb = uniform(Shape{o.infer_batch, 3, o.height, o.width}, 14, 0.0, 1.0);
+    r.batch_ms = measure([&] { model->forward(xb); }, std::max(1, o.steps / 2), 1).ms;
+    r.rss_mib = std::max(r.rss_mib, peak_rss_mib());
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+std::string fmt(const char* format, double v) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, format, v);
+  return buffer;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  const int threads = omp_get_max_threads();
+  std::printf(
+      "bench_models: %d OpenMP threads (Eigen %d), batch %d, %dx%d, %d steps after %d "
+      "warm-up\n",
+      threads, Eigen::nbThreads(), o.batch, o.height, o.width, o.steps, o.warmup);
+  Json root;
+  root.num("threads", threads).num("eigen_threads", Eigen::nbThreads());
+  root.num("batch", o.batch).num("height", o.height).num("width", o.width);
+  root.num("steps", o.steps).num("warmup", o.warmup).num("infer_batch", o.infer_batch);
+
+  double gemm_rate = 0.0;
+  if (wants(o, "gemm")) {
+    std::printf("\nEigen SGEMM (row-major, best of 5)\n%-22s %10s\n", "M x K x N", "GFLOP/s");
+    std::vector<Json> gemms;
+    for (auto [m, k, n] : {std::tuple{1024, 1024, 1024}, std::tuple{64, 576, 15360},
+                           std::tuple{32, 288, 30720}, std::tuple{256, 2304, 960}}) {
+      const double rate = gemm_gflops(m, k, n, 5);
+      if (m == 1024) gemm_rate = rate;
+      std::printf(
+          "%-22s %10.1f\n",
+          (std::to_string(m) + " x " + std::to_string(k) + " x " + std::to_string(n)).c_str(),
+          rate);
+      gemms.push_back(Json().num("m", m).num("k", k).num("n", n).num("gflops", rate));
+    }
+    root.raw("gemm", json_array(gemms)).num("gemm_rate_gflops", gemm_rate);
+  }
+
+  if (wants(o, "layers")) {
+    std::printf("\nLayers (base width %d, batch %d, FLOPs as counted by the op table)\n",
+                o.layer_width, o.batch);
+    std::printf("%-28s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
+    std::vector<Json> layers;
+    for (const LayerResult& l : bench_layers(o)) {
+      Json j;
+      j.str("name", l.name).str("shape", l.shape);
+      if (!l.error.empty()) {
+        std::printf("%-28s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
+                    ("n/a: " + l.error).c_str());
+        layers.push_back(j.str("error", l.error));
+        continue;
+      }
+      const double gflops = l.flops > 0 ? l.flops / (l.ms * 1e6) : NAN;
+      std::printf("%-28s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
+                  l.flops > 0 ? fmt("%.1f", gflops).c_str() : "-");
+      layers.push_back(j.num("ms", l.ms).num("flops", l.flops).num("gflops", gflops));
+    }
+    root.raw("layers", json_array(layers));
+  }
+
+  if (wants(o, "models")) {
+    std::printf(
+        "\nModels: train step = forward + BCE-with-logits grad + backward + Adam "
+        "(batch %d); inference batch 1 and %d\n",
+        o.batch, o.infer_batch);
+    std::printf("%-14s %10s %10s %9s %8s %7s %10s %9s %10s %9s\n", "model", "params", "step ms",
+                "GFLOP", "GFLOP/s", "%GEMM", "infer ms", "img/s b", "infer GF", "RSS MiB");
+    std::vector<Json> models;
+    for (const auto& name : o.models) {
+      const ModelResult r = bench_model(name, o);
+      Json j;
+      j.str("model", name);
+      if (!r.error.empty()) {
+        std::printf("%-14s n/a: %s\n", name.c_str(), r.error.c_str());
+        models.push_back(j.str("error", r.error));
+        continue;
+      }
+      const double gflops = r.train_flops / (r.train_ms * 1e6);
+      const double pct = gemm_rate > 0 ? 100.0 * gflops / gemm_rate : NAN;
+      const double img_s = 1e3 * o.infer_batch / r.batch_ms;
+      std::printf("%-14s %10zu %10.1f %9.2f %8.1f %7s %10.1f %9.2f %10.2f %9.0f\n", name.c_str(),
+                  r.params, r.train_ms, r.train_flops / 1e9, gflops,
+                  gemm_rate > 0 ? fmt("%.0f%%", pct).c_str() : "-", r.infer_ms, img_s,
+                  r.infer_flops / 1e9, r.rss_mib);
+      models.push_back(j.num("params", static_cast<double>(r.params))
+                           .num("train_step_ms", r.train_ms)
+                           .num("train_step_ms_min", r.train_min_ms)
+                           .num("train_flops", r.train_flops)
+                           .num("train_gflops", gflops)
+                           .num("pct_of_gemm", pct)
+                           .num("infer_b1_ms", r.infer_ms)
+                           .num("infer_b1_ms_min", r.infer_min_ms)
+                           .num("infer_flops", r.infer_flops)
+                           .num("infer_batch_ms", r.batch_ms)
+                           .num("infer_batch_img_per_s", img_s)
+                           .num("peak_rss_mib", r.rss_mib));
+    }
+    root.raw("models", json_array(models));
+  }
+  root.num("peak_rss_mib", peak_rss_mib());
+
+  if (!o.json.empty()) {
+    std::ofstream out(o.json);
+    out << root.dump() << "\n";
+    if (!out.good()) {
+      std::fprintf(stderr, "bench_models: cannot write %s\n", o.json.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Formats the raw results of benchmarks/run_all.sh (a folder of JSON and text files) as Markdown.
+
+usage: make_results.py RESULTS_DIR --threads T --steps S --warmup K > benchmarks/RESULTS.md
+Standard library only.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+
+SEED_MODELS = ["unet2d_lw", "unet2d_res_hw", "crunet_res_hw", "crunet_res_lw"]
+LABELS = {
+    "unet2d_lw": "U-Net2D (LW)",
+    "unet2d_hw": "U-Net2D (HW)",
+    "unet2d_res_lw": "U-Net2D-Res (LW)",
+    "unet2d_res_hw": "U-Net2D-Res (HW)",
+    "crunet_res_lw": "CR-UNet-Res LW",
+    "crunet_res_hw": "CR-UNet-Res HW",
+}
+
+
+def read_text(folder, name, default=""):
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        return default
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def read_json(folder, name):
+    text = read_text(folder, name)
+    if not text:
+        return None
+    try:
+        return json.loads(text.splitlines()[-1])  # the peer prints one line; ours one object
+    except json.JSONDecodeError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None
+
+
+def machine():
+    model, cores = "unknown CPU", os.cpu_count()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name":
+                model = value.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(fh.readline().split()[1])
+            memory = f", {kib / 1024 / 1024:.0f} GiB memory"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{model}, {cores} logical CPUs{memory}"
+
+
+def blas_provider():
+    """Which BLAS libblas.so.3 resolves to: PyTorch's Debian build uses it for the products oneDNN
+    does not take (the transposed convolutions among them)."""
+    for candidate in ("/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/lib/aarch64-linux-gnu/libblas.so.3"):
+        if os.path.exists(candidate):
+            target = os.path.realpath(candidate)
+            for key, name in (("openblas", "OpenBLAS"), ("blis", "BLIS"), ("atlas", "ATLAS"),
+                              ("mkl", "MKL"), ("/blas/", "netlib reference BLAS")):
+                if key in target:
+                    return f"{name} ({target})"
+            return target
+    return "unknown"
+
+
+def num(v, fmt="{:.1f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def with_min(result, key, fmt="{:.0f}"):
+    """'median (min)' of a timing."""
+    median, fastest = result.get(key), result.get(key + "_min")
+    if median is None or fastest is None:
+        return num(median, fmt)
+    return f"{fmt.format(median)} ({fmt.format(fastest)})"
+
+
+def load_summary(folder, threads):
+    samples = []
+    for line in read_text(folder, "load_samples.txt").splitlines():
+        try:
+            samples.append(float(line.split()[0]))
+        except (ValueError, IndexError):
+            pass
+    if not samples:
+        return None, "no load samples"
+    mean, peak = sum(samples) / len(samples), max(samples)
+    cpus = os.cpu_count() or 1
+    text = (f"1-minute load average during the run: mean {mean:.1f}, max {peak:.1f} "
+            f"({len(samples)} samples, {cpus} logical CPUs; the benchmark itself accounts for about "
+            f"{threads})")
+    return mean, text
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    args = parser.parse_args()
+    d = args.folder
+
+    layers = read_json(d, "ours_layers.json") or {}
+    gemm_rate = layers.get("gemm_rate_gflops")
+    ours, torch_res = {}, {}
+    for name in os.listdir(d):
+        m = re.fullmatch(r"ours_(.+)\.json", name)
+        if m and m.group(1) != "layers":
+            data = read_json(d, name)
+            if data and data.get("models"):
+                ours[m.group(1)] = data["models"][0]
+                ours[m.group(1)]["_run"] = data
+        m = re.fullmatch(r"torch_(.+)\.json", name)
+        if m and m.group(1) != "srnn":
+            data = read_json(d, name)
+            if data:
+                torch_res[m.group(1)] = data
+    models = [m for m in SEED_MODELS if m in ours or m in torch_res]
+    models += sorted(m for m in set(ours) | set(torch_res) if m not in models)
+    torch_version = next((t.get("torch") for t in torch_res.values()), None)
+    run = next((o["_run"] for o in ours.values()), {})
+    batch, height, width = run.get("batch", 2), run.get("height", 160), run.get("width", 192)
+    infer_batch = run.get("infer_batch", 8)
+    load_mean, load_text = load_summary(d, args.threads)
+
+    out = []
+    w = out.append
+    w("# Benchmark results")
+    w("")
+    w("Written by `benchmarks/run_all.sh` (raw results: `build-bench/results/`). Do not edit by hand.")
+    w("")
+    w(f"- Date: {read_text(d, 'date.txt', 'unknown')}")
+    w(f"- Machine: {machine()}")
+    w(f"- Threads: {args.threads} (ours: `OMP_NUM_THREADS={args.threads}`; PyTorch: "
+      f"`torch.set_num_threads({args.threads})`)")
+    w(f"- Timing: median of {args.steps} timed runs after {max(1, args.warmup)} warm-up run(s); "
+      f"training batch {batch}, images {height} x {width} x 3")
+    compiler = read_text(d, "compiler.txt").splitlines()
+    if compiler:
+        w(f"- Compiler: {compiler[0]}")
+        for line in compiler[1:]:
+            w(f"  - `{line.strip()}`")
+    w(f"- PyTorch: {torch_version or 'not available'} (CPU build, Debian python3-torch; "
+      f"convolutions by oneDNN, other products by libblas.so.3 = {blas_provider()})")
+    w(f"- Load: {load_text}")
+    if load_mean is not None and load_mean > args.threads + 0.5:
+        w("")
+        w(f"**Timings were taken under load**: other processes shared the {os.cpu_count()} CPUs "
+          "(mean load above the benchmark's own threads), so absolute times are inflated and noisy; "
+          "ours and PyTorch's ran one after the other under similar conditions, so the ratios are "
+          "the more reliable figures.")
+    w("")
+
+    w("## Training step: the original's four models")
+    w("")
+    w(f"One step = forward + BCE-with-logits loss (mean) + backward + Adam update, batch {batch}. "
+      "FLOPs are the convolution FLOPs our op table issues (a multiply-add counts 2; pointwise ops, "
+      "pooling and the Spatial RNN are not counted). GFLOP/s = those FLOPs / our step time; "
+      f"% GEMM = that rate / the Eigen SGEMM rate on 1024^3 ({num(gemm_rate)} GFLOP/s; the "
+      "library's convolutions use their own register-blocked kernel, not Eigen's GEMM, so more "
+      "than 100% is possible). "
+      "Times: median (fastest) in ms. Speed-up = PyTorch median / our median (above 1: we are "
+      "faster).")
+    w("")
+    w("| model | params | GFLOP/step | ours ms/step | PyTorch ms/step | speed-up | ours GFLOP/s "
+      "| % GEMM | ours peak RSS MiB | PyTorch peak RSS MiB |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in models:
+        o, t = ours.get(m, {}), torch_res.get(m, {})
+        ours_ms, torch_ms = o.get("train_step_ms"), t.get("train_step_ms")
+        ratio = torch_ms / ours_ms if ours_ms and torch_ms else None
+        params = o.get("params") or t.get("params")
+        # Each model ran in its own process without the GEMM section: use the layers run's rate.
+        pct = o.get("pct_of_gemm")
+        if pct is None and gemm_rate and o.get("train_gflops"):
+            pct = 100.0 * o["train_gflops"] / gemm_rate
+        w(f"| {LABELS.get(m, m)} (`{m}`) | {num(params, '{:,.0f}')} "
+          f"| {num(o.get('train_flops') and o['train_flops'] / 1e9, '{:.1f}')} "
+          f"| {with_min(o, 'train_step_ms')} | {with_min(t, 'train_step_ms')} | {num(ratio, '{:.2f}x')} "
+          f"| {num(o.get('train_gflops'))} | {num(pct, '{:.0f}%')} "
+          f"| {num(o.get('peak_rss_mib'), '{:.0f}')} | {num(t.get('peak_rss_mib'), '{:.0f}')} |")
+    errors = [(m, ours[m]["error"]) for m in models if ours.get(m, {}).get("error")]
+    for m, e in errors:
+        w(f"\nOurs, `{m}`: not measured ({e}).")
+    w("")
+    w("Peak RSS is each process's high-water mark (getrusage) after training and inference; each "
+      "model ran in its own process.")
+    w("")
+
+    w("## Inference")
+    w("")
+    w(f"Forward pass only. Latency: batch 1, median (fastest) ms. Throughput: batch {infer_batch}, "
+      "images/s.")
+    w("")
+    w(f"| model | GFLOP/image | ours ms (b1) | PyTorch ms (b1) | speed-up | ours img/s (b{infer_batch}) "
+      f"| PyTorch img/s (b{infer_batch}) |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for m in models:
+        o, t = ours.get(m, {}), torch_res.get(m, {})
+        ours_ms, torch_ms = o.get("infer_b1_ms"), t.get("infer_b1_ms")
+        ratio = torch_ms / ours_ms if ours_ms and torch_ms else None
+        w(f"| {LABELS.get(m, m)} | {num(o.get('infer_flops') and o['infer_flops'] / 1e9, '{:.2f}')} "
+          f"| {with_min(o, 'infer_b1_ms', '{:.1f}')} | {with_min(t, 'infer_b1_ms', '{:.1f}')} | {num(ratio, '{:.2f}x')} "
+          f"| {num(o.get('infer_batch_img_per_s'), '{:.2f}')} "
+          f"| {num(t.get('infer_batch_img_per_s'), '{:.2f}')} |")
+    w("")
+
+    w("## Spatial RNN skip links (CR-UNet-Res HW, training batch shapes)")
+    w("")
+    w("Seed SRNN (ReLU, concat) + 1x1 conv + bias + ReLU, forward and backward including the input "
+      "gradient. PyTorch runs the original's rule literally: L sequential steps "
+      "h_k = relu(w * shift(h_{k-1})) per direction, y = x + sum h_k (4L shift steps, autograd "
+      "through each), which is what a PyTorch user of the original layer runs; ours is the "
+      "library's kernel (exact, same function).")
+    w("")
+    torch_srnn = read_json(d, "torch_srnn.json") or {}
+    torch_skips = {(s["level"], s["length"]): s for s in torch_srnn.get("srnn_skip", [])}
+    w("| skip | input shape | ours ms | PyTorch (literal) ms | speed-up |")
+    w("|---|---|---:|---:|---:|")
+    for layer in layers.get("layers", []):
+        m = re.match(r"srnn skip l(\d+) L=(\d+)", layer.get("name", ""))
+        if not m:
+            continue
+        key = (int(m.group(1)), int(m.group(2)))
+        t = torch_skips.get(key, {})
+        ours_ms = layer.get("ms")
+        ratio = t.get("ms") / ours_ms if ours_ms and t.get("ms") else None
+        note = f" (ours: {layer['error']})" if layer.get("error") else ""
+        w(f"| level {key[0]}, L = {key[1]}{note} | {layer.get('shape')} | {num(ours_ms)} "
+          f"| {num(t.get('ms'))} | {num(ratio, '{:.1f}x')} |")
+    srnn_text = read_text(d, "bench_srnn.txt")
+    if srnn_text:
+        w("")
+        w("`bench_srnn` output:")
+        w("")
+        w("```")
+        w(srnn_text)
+        w("```")
+    w("")
+
+    w("## Eigen SGEMM rate and per-layer times (ours)")
+    w("")
+    w("| GEMM M x K x N (row-major) | GFLOP/s |")
+    w("|---|---:|")
+    for g in layers.get("gemm", []):
+        w(f"| {g['m']} x {g['k']} x {g['n']} | {num(g.get('gflops'))} |")
+    w("")
+    w(f"Layers at the HW models' shapes (base width 32, batch {batch}); conv3x3 C -> C at each "
+      "level, the transposed conv 2C -> C into each level.")
+    w("")
+    w("| layer | input shape | ms | GFLOP/s |")
+    w("|---|---|---:|---:|")
+    for layer in layers.get("layers", []):
+        if layer.get("error"):
+            w(f"| {layer['name']} | {layer.get('shape')} | n/a: {layer['error']} | |")
+            continue
+        w(f"| {layer['name']} | {layer.get('shape')} | {num(layer.get('ms'), '{:.2f}')} "
+          f"| {num(layer.get('gflops'))} |")
+    w("")
+
+    w("## Commands")
+    w("")
+    w("```")
+    w(f"OMP_NUM_THREADS={args.threads}")
+    w(read_text(d, "commands.txt"))
+    w("```")
+    w("")
+    w("## Notes")
+    w("")
+    w("- The PyTorch peer (`benchmarks/torch_peer.py`) builds the identical graphs (checked "
+      "numerically by `tests/test_torch_parity.cpp`: logits and every parameter gradient agree to "
+      "float32 accuracy), uses `torch.optim.Adam` and `binary_cross_entropy_with_logits`, and "
+      "PyTorch's default CPU kernels (oneDNN convolutions).")
+    w("- Our FLOP counts cover convolutions only; PyTorch does the same convolutions, so the same "
+      "count applies to it.")
+    w("- PyTorch's CR-UNet-Res times include the literal Spatial RNN (4 L autograd steps per skip "
+      "link, see the SRNN table): that is the cost a PyTorch user of the original layer pays, not "
+      "PyTorch's best possible implementation of the same function.")
+    w("- The Debian PyTorch build links the system libblas.so.3; with the netlib reference BLAS its "
+      "transposed convolutions (aten::slow_conv_transpose2d) are slower than with an optimised BLAS.")
+    w("- Fastest-run figures (in parentheses) are the least disturbed by other load on a shared "
+      "machine; medians are used for the speed-ups.")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes benchmarks/RESULTS.md:
+#   - builds bench_models (and bench_srnn when present) in build-bench, Release;
+#   - bench_models: Eigen SGEMM rate and per-layer times, then each of the original's four models
+#     in its own process (so each peak RSS is that model's own);
+#   - bench_srnn, if built;
+#   - the PyTorch peer (benchmarks/torch_peer.py) on the same models, shapes and thread count;
+#   - benchmarks/make_results.py turns the raw results (build-bench/results/) into RESULTS.md.
+#
+# Environment: THREADS (default: nproc), STEPS (timed steps per measurement, default 3),
+# WARMUP (default 1), BATCH / HEIGHT / WIDTH (default 2 / 160 / 192, the original's), MODELS (default: the four models of the original), PYTHON_TORCH (a python3
+# with torch; default /usr/bin/python3, then python3), OUT (default benchmarks/RESULTS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+threads=${THREADS:-$(nproc)}
+steps=${STEPS:-3}
+warmup=${WARMUP:-1}
+size=(--batch "${BATCH:-2}" --height "${HEIGHT:-160}" --width "${WIDTH:-192}")
+models=${MODELS:-unet2d_lw unet2d_res_hw crunet_res_hw crunet_res_lw}
+out=${OUT:-benchmarks/RESULTS.md}
+build=build-bench
+results=$build/results
+
+python_torch=${PYTHON_TORCH:-}
+if [ -z "$python_torch" ]; then
+  for candidate in /usr/bin/python3 python3; do
+    if "$candidate" -c 'import torch' >/dev/null 2>&1; then
+      python_torch=$candidate
+      break
+    fi
+  done
+fi
+
+mkdir -p "$results"
+rm -f "$results"/*.json "$results"/*.txt
+commands=$results/commands.txt
+: >"$commands"
+# Runs a command, records it in commands.txt, and sends its stdout to the file $1.
+run_logged() {
+  local dest=$1
+  shift
+  echo "$*" >>"$commands"
+  echo "+ $*" >&2
+  "$@" >"$dest"
+}
+
+date -u '+%Y-%m-%d %H:%M UTC' >"$results/date.txt"
+# The machine may be shared: sample the load average while the benchmarks run.
+(while true; do cat /proc/loadavg; sleep 15; done) >"$results/load_samples.txt" &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null || true' EXIT
+
+echo "== build ($build, Release)" >&2
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_BENCHMARKS=ON \
+  -DUNETSRNN_BUILD_TESTS=OFF -DUNETSRNN_BUILD_EXAMPLES=OFF >"$results/cmake.txt"
+targets=(bench_models)
+[ -f benchmarks/bench_srnn.cpp ] && targets+=(bench_srnn)
+for target in "${targets[@]}"; do
+  cmake --build "$build" --target "$target" -j 1 >>"$results/cmake.txt"
+done
+{
+  "${CXX:-c++}" --version | head -n 1
+  grep -h 'CXX_FLAGS\|CXX_DEFINES' "$build/benchmarks/CMakeFiles/bench_models.dir/flags.make"
+} >"$results/compiler.txt"
+
+export OMP_NUM_THREADS=$threads
+bench=$build/benchmarks/bench_models
+echo "== ours: GEMM rate and layers" >&2
+run_logged "$results/ours_layers.txt" "$bench" --sections gemm,layers "${size[@]}" \
+  --steps "$steps" --warmup "$warmup" --json "$results/ours_layers.json"
+for model in $models; do
+  echo "== ours: $model" >&2
+  run_logged "$results/ours_$model.txt" "$bench" --sections models --models "$model" \
+    "${size[@]}" --steps "$steps" --warmup "$warmup" --json "$results/ours_$model.json"
+done
+if [ -x "$build/benchmarks/bench_srnn" ]; then
+  echo "== bench_srnn" >&2
+  run_logged "$results/bench_srnn.txt" "$build/benchmarks/bench_srnn"
+fi
+
+if [ -n "$python_torch" ]; then
+  peer=benchmarks/torch_peer.py
+  for model in $models; do
+    echo "== pytorch: $model" >&2
+    run_logged "$results/torch_$model.json" "$python_torch" "$peer" bench --model "$model" \
+      "${size[@]}" --threads "$threads" --steps "$steps" --warmup "$warmup"
+  done
+  echo "== pytorch: SRNN skips" >&2
+  run_logged "$results/torch_srnn.json" "$python_torch" "$peer" bench-srnn "${size[@]}" --threads "$threads" \
+    --steps "$steps" --warmup "$warmup"
+else
+  echo "no python3 with torch: PyTorch columns left empty (apt-get install python3-torch)" >&2
+fi
+
+kill "$sampler" 2>/dev/null || true
+python3 benchmarks/make_results.py "$results" --threads "$threads" --steps "$steps" \
+  --warmup "$warmup" >"$out"
+echo "wrote $out" >&2
