@@ -18,7 +18,9 @@ inline constexpr int base_filters(Filters f) { return static_cast<int>(f); }
 inline std::string suffix(Filters f) {
   if (f == Filters::Low) return "lw";
   if (f == Filters::High) return "hw";
-  return "w" + std::to_string(base_filters(f));
+  std::string s = "w";  // (not "w" + ...: g++ 12 -O3 reports a false -Wrestrict there)
+  s += std::to_string(base_filters(f));
+  return s;
 }
 
 // What every model shares: naming, parameter listing, seeded initialisation, input checks.
