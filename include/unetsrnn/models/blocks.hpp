@@ -1,10 +1,15 @@
 #pragma once
 // Named building blocks of the U-Nets. Each block owns its output and its output gradient:
 //   forward(x)        computes and returns a view of its output (valid until the next forward);
-//                     it also zeroes grad(), so that every consumer simply accumulates into it;
+//                     grad() then reads as zero, so that every consumer simply accumulates into
+//                     it (it is zeroed on first access, so inference never pays for it);
 //   grad()            the gradient of the loss w.r.t. the output, filled by the consumers;
 //   backward(dx, acc) dx (+)= dL/dx from grad() (dx.data == nullptr: input gradient not wanted),
 //                     parameter gradients +=. grad() may be overwritten.
+// A block whose output contains its input (ResBlock: cat(t, b)) also offers
+//   input_slot(shape) a view where the caller may build the input before forward(slot), which
+//                     then skips copying it; the Encoder pools and DecoderLevel concatenates into
+//                     it.
 #include <string>
 
 #include "unetsrnn/layers/conv.hpp"
@@ -17,16 +22,25 @@ namespace unetsrnn {
 template <int Out, class Dev>
 class BlockOutput {
  public:
-  View<Dev> grad() { return dout_.view(); }
+  View<Dev> grad() {
+    if (!grad_zeroed_) {
+      ops::fill<Dev>(dout_.view(), 0.0f);
+      grad_zeroed_ = true;
+    }
+    return dout_.view();
+  }
   CView<Dev> output() const { return out_.cview(); }
 
  protected:
   void prepare(Shape in) {
     out_.resize(Shape{in.n, Out, in.h, in.w});
     dout_.resize(out_.shape());
-    dout_.zero();
+    grad_zeroed_ = false;
   }
   Tensor<Dev> out_, dout_;
+
+ private:
+  bool grad_zeroed_ = false;
 };
 
 // conv3x3+ReLU twice: the plain U-Net's level.
@@ -52,7 +66,7 @@ class DoubleConv : public BlockOutput<F, Dev> {
 
   void backward(View<Dev> dx, bool accumulate) {
     dmid_.resize(mid_.shape());
-    conv2_.backward(this->dout_, dmid_, false);
+    conv2_.backward(this->grad(), dmid_, false);
     conv1_.backward(dmid_, dx, accumulate);
   }
 
@@ -74,25 +88,31 @@ class ResBlock : public BlockOutput<In + F, Dev> {
     conv_a_.collect(out, join_name(prefix, "conv_a"));
     conv_b_.collect(out, join_name(prefix, "conv_b"));
   }
+  // The first In channels of the output cat(t, b), where t belongs.
+  View<Dev> input_slot(Shape in) {
+    this->prepare(in);
+    return this->out_.view().channels(0, In);
+  }
   CView<Dev> forward(CView<Dev> t) {
     this->prepare(t.shape);
+    const View<Dev> t_in_out = this->out_.view().channels(0, In);
+    if (t.data != t_in_out.data || t.nstride != t_in_out.nstride) ops::copy<Dev>(t, t_in_out);
     ta_.resize(Shape{t.shape.n, In + F, t.shape.h, t.shape.w});
     ops::copy<Dev>(t, ta_.view().channels(0, In));
     conv_a_.forward(t, ta_.view().channels(In, F));
-    ops::copy<Dev>(t, this->out_.view().channels(0, In));
     conv_b_.forward(ta_, this->out_.view().channels(In, F));
     return this->out_;
   }
   CView<Dev> skip() const { return this->out_.cview().channels(In, F); }
-  View<Dev> skip_grad() { return this->dout_.view().channels(In, F); }
+  View<Dev> skip_grad() { return this->grad().channels(In, F); }
 
   void backward(View<Dev> dt, bool accumulate) {
     dta_.resize(ta_.shape());
-    conv_b_.backward(this->dout_.view().channels(In, F), dta_, false);
+    conv_b_.backward(this->grad().channels(In, F), dta_, false);
     conv_a_.backward(dta_.view().channels(In, F), dt, accumulate);
     if (!dt.data) return;
     ops::add<Dev>(dta_.view().channels(0, In), dt);
-    ops::add<Dev>(this->dout_.view().channels(0, In), dt);
+    ops::add<Dev>(this->grad().channels(0, In), dt);
   }
 
  private:
@@ -122,7 +142,7 @@ class SRNNSkip : public BlockOutput<Out, Dev> {
   }
   void backward(View<Dev> dx, bool accumulate) {
     dsweeps_.resize(sweeps_.shape());
-    conv_.backward(this->dout_, dsweeps_, false);
+    conv_.backward(this->grad(), dsweeps_, false);
     srnn_.backward(dsweeps_, dx, accumulate);
   }
 
@@ -150,15 +170,22 @@ class DecoderLevel {
     const Shape s = ConvTranspose2x2<InH, F, Dev>::output_shape(h.shape);
     if (skip.shape.h != s.h || skip.shape.w != s.w)
       fail_argument("DecoderLevel: skip ", skip.shape.str(), " does not match upsampled ", s.str());
-    c_.resize(Shape{s.n, F + Skip, s.h, s.w});
-    up_.forward(h, c_.view().channels(0, F));
-    ops::copy<Dev>(skip, c_.view().channels(F, Skip));
-    return body_.forward(c_);
+    c_shape_ = Shape{s.n, F + Skip, s.h, s.w};
+    View<Dev> c;  // cat(u, skip): built in the body's input slot when it has one
+    if constexpr (requires { body_.input_slot(c_shape_); }) {
+      c = body_.input_slot(c_shape_);
+    } else {
+      c_.resize(c_shape_);
+      c = c_;
+    }
+    up_.forward(h, c.channels(0, F));
+    ops::copy<Dev>(skip, c.channels(F, Skip));
+    return body_.forward(c);
   }
   View<Dev> grad() { return body_.grad(); }
   // dh (+)= dL/dh; the skip's share is added to dskip.
   void backward(View<Dev> dh, View<Dev> dskip, bool accumulate) {
-    dc_.resize(c_.shape());
+    dc_.resize(c_shape_);
     body_.backward(dc_, false);
     ops::add<Dev>(dc_.view().channels(F, Skip), dskip);
     up_.backward(dc_.view().channels(0, F), dh, accumulate);
@@ -167,6 +194,7 @@ class DecoderLevel {
  private:
   ConvTranspose2x2<InH, F, Dev> up_;
   BodyBlock body_;
+  Shape c_shape_{};
   Tensor<Dev> c_, dc_;
 };
 
@@ -189,10 +217,10 @@ class Encoder {
   }
   CView<Dev> forward(CView<Dev> x) {
     l1.forward(x);
-    l2.forward(pool(0, l1.output()));
-    l3.forward(pool(1, l2.output()));
-    l4.forward(pool(2, l3.output()));
-    return l5.forward(pool(3, l4.output()));
+    l2.forward(pool(0, l1.output(), l2));
+    l3.forward(pool(1, l2.output(), l3));
+    l4.forward(pool(2, l3.output(), l4));
+    return l5.forward(pool(3, l4.output(), l5));
   }
   // Call after the decoder has accumulated into every level's grad().
   void backward() {
@@ -214,18 +242,29 @@ class Encoder {
   L5 l5;
 
  private:
-  CView<Dev> pool(int level, CView<Dev> x) {
-    pooled_[level].resize(MaxPool2<Dev>::output_shape(x.shape));
-    pools_[level].forward(x, pooled_[level]);
-    return pooled_[level];
+  // Pools into the next block's input slot when it has one, else into pooled_.
+  template <class Next>
+  CView<Dev> pool(int level, CView<Dev> x, Next& next) {
+    const Shape s = MaxPool2<Dev>::output_shape(x.shape);
+    pooled_shape_[level] = s;
+    View<Dev> y;
+    if constexpr (requires { next.input_slot(s); }) {
+      y = next.input_slot(s);
+    } else {
+      pooled_[level].resize(s);
+      y = pooled_[level];
+    }
+    pools_[level].forward(x, y);
+    return y;
   }
   View<Dev> pooled_grad(int level) {
-    dpooled_[level].resize(pooled_[level].shape());
+    dpooled_[level].resize(pooled_shape_[level]);
     return dpooled_[level];
   }
   void unpool(int level, View<Dev> dx) { pools_[level].backward(dpooled_[level], dx, true); }
 
   MaxPool2<Dev> pools_[4];
+  Shape pooled_shape_[4]{};
   Tensor<Dev> pooled_[4], dpooled_[4];
 };
 
