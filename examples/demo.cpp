@@ -11,10 +11,10 @@ int main(int argc, char** argv) {
   cli::Parser p("demo",
                 "Train CR-UNet-LW on generated synthetic nail images and report test Dice.");
   p.option("--out", "DIR", "output folder", "runs/demo");
-  p.option("--images", "N", "synthetic image/mask pairs to generate", "240");
+  p.option("--images", "N", "synthetic image/mask pairs to generate", "480");
   p.option("--height", "H", "image height (multiple of 16)", "96");
   p.option("--width", "W", "image width (multiple of 16)", "128");
-  p.option("--epochs", "N", "training epochs", "8");
+  p.option("--epochs", "N", "training epochs", "20");
   p.option("--batch", "N", "images per batch", "4");
   p.option("--lr", "RATE", "Adam learning rate", "2e-3");
   p.option("--model", "NAME", "model to train", "crunet_res_lw");
@@ -47,8 +47,9 @@ int main(int argc, char** argv) {
     o.out_dir = p.get("--out");
     o.resume = p.has("--resume");
     o.progress = !p.has("--quiet");
+    o.augmentation.enabled = true;  // flips and 180-degree turns: the data is small
     o.plateau_options.factor = 0.5;
-    o.plateau_options.patience = 2;
+    o.plateau_options.patience = 3;
     auto model = make_model<Cpu>(o.model);
     std::printf("model %s, %zu parameters, %d epochs, batch %d, lr %g\n", model->name().c_str(),
                 model->parameter_count(), o.epochs, o.batch, o.adam.lr);
