@@ -8,15 +8,19 @@
 //   conv backward params  dW (Cout x Cin k k)  += dY (Cout x P) * im2col(X)^T
 //   transposed 2x2 conv   T  (4 Cout x P)       = W^T * X, scattered to the four output phases;
 //                         its backward gathers the phases of dY (PhaseRows) into the same products.
-// One register-blocked kernel does all the arithmetic: product_tile accumulates a 6 x 16 tile as
-// sum_k broadcast(A[r][k]) * B[k][16 columns], A read in place through strides, B packed into
-// 16-column strips. For the forward products B is im2col(X) packed straight from the image (the
-// im2col matrix is never materialised); for the weight gradients the reduction runs over pixels,
-// so one operand is packed transposed (pack_transposed).
+// One register-blocked kernel does the arithmetic: product_tile accumulates a 6 x 16 (or 4 x 16)
+// tile as sum_k broadcast(A[r][k]) * B[k][16 columns], A read in place through strides. B, the
+// im2col of the forward products, is never materialised: a 1x1 kernel reads X's planes in place,
+// a k x k kernel on rows of 16-multiple width reads shifted runs of a zero-bordered band of input
+// rows (implicit im2col), anything else is packed into 16-column strips. The weight gradients
+// reduce over pixels, so one operand is packed transposed (pack_transposed) and the other read in
+// place (dY's planes, or im2col(X) from a band). Products too thin for tiles (the 1x1 logit head)
+// run as axpys.
 // Threads: each op splits into independent units (pixel blocks of the images, or row/column ranges
 // of the weight gradient) run by one OpenMP loop, scheduled dynamically because the cores may be
-// shared. Each thread packs into its own slice of the layer's scratch: a warm call allocates
-// nothing.
+// shared. Each thread works in its own slice of the layer's scratch: a warm call allocates nothing.
+// The blocking constants (kMaxDepth, kBlockPixels, kBandPixels, kL2Floats) assume 32 KiB of L1
+// and >= 512 KiB of L2 per core.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -301,7 +305,7 @@ struct PixelBlock {
   int p0, count, W;
   int strips() const { return (count + kStrip - 1) / kStrip; }
 };
-constexpr int kBlockPixels = 192;  // pixels per forward unit: its packed strips (<= 192 KiB) fit L2
+constexpr int kBlockPixels = 192;  // pixels per packed or in-place unit: its strips stay in L2
 constexpr int kMaxStrips = kBlockPixels / kStrip;
 
 // B for the forward products: rows [k0, k0 + depth) x the block's pixels as 16-pixel strips,
@@ -587,7 +591,9 @@ struct ConvolvePlan {
   std::size_t shared_floats;  // the offset table, shared by all threads
   std::size_t thread_floats;  // per thread
   ConvolvePlan(int depth, int k, int N, int H, int W) {
-    if (k == 1 && H * W % kStrip == 0) {
+    const bool offsets_fit =  // the in-place offsets (row * plane) are ints
+        static_cast<long long>(depth_block(depth)) * H * W < (1LL << 31);
+    if (k == 1 && H * W % kStrip == 0 && offsets_fit) {
       layout = Layout::InPlace, block = block_size(N, H, W);
       shared_floats = depth_block(depth), thread_floats = 0;
     } else if (W % kStrip == 0) {
@@ -634,6 +640,46 @@ inline void convolve(const ConvolvePlan& plan, const MatrixA& a, CView<Cpu> x, i
     PackedB<Im2colRows> b{Im2colRows{x.image(n), plane, H, W, k}, blk, slice, slice + row_buf_at};
     product_block(a, b, 1, blk, y.image(n) + blk.p0, ldo, ep);
   });
+}
+
+// 1x1 products with at most kThinRows output or reduction rows (the logit head and its backward)
+// are too thin for the tile kernel, whose tiles would be mostly padding or call overhead: they run
+// as axpys over chunks of pixels instead, streaming X once.
+constexpr int kThinRows = 4;
+inline bool is_thin(int k, const MatrixA& a) {
+  return k == 1 && (a.rows <= kThinRows || a.depth <= kThinRows);
+}
+inline void thin_product(const MatrixA& a, CView<Cpu> x, View<Cpu> y, const Epilogue& ep) {
+  constexpr int kChunk = 512;
+  const int N = x.shape.n, P = static_cast<int>(x.shape.plane());
+  const int chunks = (P + kChunk - 1) / kChunk;
+  const bool parallel = static_cast<long long>(N) * P * (a.rows + a.depth) > 65536;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int u = 0; u < N * chunks; ++u) {
+    const int n = u / chunks, p0 = u % chunks * kChunk, np = std::min(kChunk, P - p0);
+    float acc[kChunk];
+    for (int m = 0; m < a.rows; ++m) {
+      float* out = y.channel(n, m) + p0;
+      if (ep.first == Start::Load) {
+        copy_floats(acc, out, np);
+      } else {
+        const float start = ep.first == Start::Bias ? ep.bias[m] : 0.0f;
+#pragma omp simd
+        for (int t = 0; t < np; ++t) acc[t] = start;
+      }
+      for (int k = 0; k < a.depth; ++k) {
+        const float w = *a.at(m, k);
+        const float* in = x.channel(n, k) + p0;
+#pragma omp simd
+        for (int t = 0; t < np; ++t) acc[t] += w * in[t];
+      }
+      if (ep.relu) {
+#pragma omp simd
+        for (int t = 0; t < np; ++t) acc[t] = acc[t] > 0.0f ? acc[t] : 0.0f;
+      }
+      copy_floats(out, acc, np);
+    }
+  }
 }
 
 // ------------------------------------------------------------------------------ weight gradients
@@ -842,10 +888,12 @@ inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y
                            Tensor<Cpu>& scratch) {
   using namespace conv_detail;
   const int k = w.shape.h, K = x.shape.c * k * k;
+  const MatrixA a{w.data, K, 1, y.shape.c, K};
+  const Epilogue ep{b.data ? Start::Bias : Start::Zero, b.data, act == Act::Relu};
+  if (is_thin(k, a)) return thin_product(a, x, y, ep);
   const ConvolvePlan plan(K, k, x.shape.n, x.shape.h, x.shape.w);
   const Workspace ws = workspace(scratch, plan.shared_floats, plan.thread_floats);
-  convolve(plan, MatrixA{w.data, K, 1, y.shape.c, K}, x, k, y,
-           Epilogue{b.data ? Start::Bias : Start::Zero, b.data, act == Act::Relu}, ws.shared, ws);
+  convolve(plan, a, x, k, y, ep, ws.shared, ws);
 }
 
 // A 'same' convolution of dy with the flipped kernel (for a 1x1 kernel: the transposed one).
@@ -854,6 +902,8 @@ inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool
   using namespace conv_detail;
   const int k = w.shape.h, Cin = dx.shape.c, K = dy.shape.c * k * k;
   const Epilogue ep{accumulate ? Start::Load : Start::Zero, nullptr, false};
+  if (is_thin(k, MatrixA{w.data, 1, Cin, Cin, K}))
+    return thin_product(MatrixA{w.data, 1, Cin, Cin, K}, dy, dx, ep);
   const ConvolvePlan plan(K, k, dy.shape.n, dy.shape.h, dy.shape.w);
   const std::size_t flipped = k > 1 ? round_to_line(w.shape.size()) : 0;
   const Workspace ws = workspace(scratch, flipped + plan.shared_floats, plan.thread_floats);
@@ -913,19 +963,19 @@ inline void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, 
   const int Cin = x.shape.c, Cout = y.shape.c, H = x.shape.h, W = x.shape.w, P = H * W;
   const int rows4 = 4 * Cout, N = x.shape.n;
   const MatrixA a{w.data, 1, rows4, rows4, Cin};  // W^T: w is (Cin x 4 Cout)
-  const ConvolvePlan plan(Cin, 1, N, H, W);       // in place, or packed when P is not whole strips
+  // X read in place, or packed when its planes are not whole strips.
+  const bool in_place = ConvolvePlan(Cin, 1, N, H, W).layout == Layout::InPlace;
   const std::size_t tile_floats = static_cast<std::size_t>(rows4) * kBlockPixels;
-  const std::size_t pack = round_to_line(plan.thread_floats);
-  const Workspace ws = workspace(scratch, plan.shared_floats, pack + tile_floats);
+  const std::size_t pack = round_to_line(in_place ? 0 : PackedB<Im2colRows>::floats(Cin));
+  const Workspace ws = workspace(scratch, in_place ? depth_block(Cin) : 0, pack + tile_floats);
   int* offsets = reinterpret_cast<int*>(ws.shared);
-  if (plan.layout == Layout::InPlace)
-    InPlaceB::fill_offsets(x.shape.plane(), depth_block(Cin), offsets);
+  if (in_place) InPlaceB::fill_offsets(x.shape.plane(), depth_block(Cin), offsets);
   const std::size_t row_buf_at = static_cast<std::size_t>(depth_block(Cin)) * kBlockPixels;
   const Epilogue ep{Start::Zero, nullptr, false};
-  for_each_pixel_block(N, P, W, plan.block, [&](int n, PixelBlock blk, int t) {
+  for_each_pixel_block(N, P, W, block_size(N, H, W), [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
     float* tile = slice + pack;
-    if (plan.layout == Layout::InPlace) {
+    if (in_place) {
       InPlaceB bp{x.image(n), x.shape.plane(), blk, offsets};
       product_block(a, bp, 1, blk, tile, kBlockPixels, ep);
     } else {
