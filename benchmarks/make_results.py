@@ -144,6 +144,7 @@ def main():
     w("Written by `benchmarks/run_all.sh` (raw results: `build-bench/results/`). Do not edit by hand.")
     w("")
     w(f"- Date: {read_text(d, 'date.txt', 'unknown')}")
+    w(f"- Code: commit `{read_text(d, 'commit.txt', 'unknown').strip()}`")
     w(f"- Machine: {machine()}")
     w(f"- Threads: {args.threads} (ours: `OMP_NUM_THREADS={args.threads}`; PyTorch: "
       f"`torch.set_num_threads({args.threads})`)")

@@ -47,6 +47,8 @@ run_logged() {
 }
 
 date -u '+%Y-%m-%d %H:%M UTC' >"$results/date.txt"
+# The code measured: commit, with "-dirty" when the working tree had uncommitted changes.
+git -C "$root" describe --always --dirty >"$results/commit.txt" 2>/dev/null || echo unknown >"$results/commit.txt"
 # The machine may be shared: sample the load average while the benchmarks run.
 (while true; do cat /proc/loadavg; sleep 15; done) >"$results/load_samples.txt" &
 sampler=$!
