@@ -319,25 +319,34 @@ def srnn_parity(args):
     write_outputs(args.out, [y, x.grad, layer.weight.grad])
 
 
-def median_ms(fn, steps, warmup):
+def median_ms(fn, steps, warmup, sync=lambda: None):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         fn()
+        sync()  # GPU work is asynchronous: time until it has finished
         times.append(1e3 * (time.perf_counter() - start))
     return statistics.median(times), times
 
 
 def bench(args):
     torch.manual_seed(0)
-    model = make_model(args.model)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        # float32 arithmetic like ours, unless --tf32 asks for cuDNN's TensorFloat-32 convolutions.
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
+    model = make_model(args.model).to(device)
     with torch.no_grad():  # any reasonable weights: the timing does not depend on them
         for p in model.parameters():
             p.normal_(0.0, 0.05)
-    x = torch.rand(args.batch, 3, args.height, args.width)
-    target = (torch.rand(args.batch, 1, args.height, args.width) > 0.5).float()
+    x = torch.rand(args.batch, 3, args.height, args.width, device=device)
+    target = (torch.rand(args.batch, 1, args.height, args.width, device=device) > 0.5).float()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
 
     def train_step():
@@ -346,17 +355,19 @@ def bench(args):
         loss.backward()
         opt.step()
 
-    train_ms, train_all = median_ms(train_step, args.steps, args.warmup)
+    train_ms, train_all = median_ms(train_step, args.steps, args.warmup, sync)
     model.eval()
     x1 = x[:1].clone()
-    xb = torch.rand(args.infer_batch, 3, args.height, args.width)
+    xb = torch.rand(args.infer_batch, 3, args.height, args.width, device=device)
     with torch.inference_mode():
-        infer_ms, infer_all = median_ms(lambda: model(x1), args.steps, args.warmup)
-        batch_ms, _ = median_ms(lambda: model(xb), max(1, args.steps // 2), 1)
+        infer_ms, infer_all = median_ms(lambda: model(x1), args.steps, args.warmup, sync)
+        batch_ms, _ = median_ms(lambda: model(xb), max(1, args.steps // 2), 1, sync)
     print(json.dumps({
         "impl": "pytorch",
         "torch": torch.__version__,
         "model": args.model,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "tf32": bool(args.tf32) if device.type == "cuda" else False,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "height": args.height,
@@ -371,6 +382,8 @@ def bench(args):
         "infer_batch_ms": batch_ms,
         "infer_batch_img_per_s": 1e3 * args.infer_batch / batch_ms,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "gpu_peak_mib": (torch.cuda.max_memory_allocated() / 2**20
+                         if device.type == "cuda" else None),
     }))
 
 
@@ -399,6 +412,8 @@ def build_parser():
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--steps", type=int, default=5)
     b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument("--tf32", action="store_true", help="on cuda: allow TensorFloat-32 (default off)")
     b.add_argument("--infer-batch", type=int, default=8)
     r = sub.add_parser("bench-srnn")
     r.add_argument("--batch", type=int, default=2)

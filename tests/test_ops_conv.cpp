@@ -348,6 +348,217 @@ TEST_CASE("conv_transpose2x2 on a hand-computed example") {
   for (int i = 0; i < 4; ++i) CHECK(y[i] == expected[i]);
 }
 
+// ------------------------------------------------------------------- large shapes (fast paths)
+// The grid above stops at 16x16 and 16 channels. These shapes reach the other paths of
+// ops/cpu/conv.hpp: several pixel blocks or bands per image, several reduction (depth) blocks,
+// several L2 groups of row tiles (> 126 output rows), every row-tile split, 8-column tiles, the
+// parallel kernel flip and transposed add, both weight-gradient arrangements (Cout < 128 and
+// >= 128) with several reduction blocks and column ranges, the thin 1x1 products, and packed
+// strips (widths that are not multiples of 16). Each reference op runs once per shape; the
+// variants (bias, ReLU, accumulate, strided views) are derived from it, because the reference is
+// slow. Errors are relative to the largest reference magnitude (sums of up to ~2300 products).
+namespace {
+
+struct Conv {
+  int n, in, out, h, w, k;
+};
+
+// y = act(pre + b) from the reference pre-activation, in float like the reference's own rounding.
+Tensor<Cpu> with_bias_act(const Tensor<Cpu>& pre, const Tensor<Cpu>* b, Act act) {
+  Tensor<Cpu> y = pre;
+  const Shape s = y.shape();
+  for (int n = 0; n < s.n; ++n)
+    for (int c = 0; c < s.c; ++c) {
+      float* p = y.view().channel(n, c);
+      for (std::size_t q = 0; q < s.plane(); ++q) {
+        const float v = b ? p[q] + (*b)[c] : p[q];
+        p[q] = act == Act::Relu && v < 0.0f ? 0.0f : v;
+      }
+    }
+  return y;
+}
+
+Tensor<Cpu> plus(const Tensor<Cpu>& a, CView<Cpu> b) {
+  Tensor<Cpu> r = a;
+  const Tensor<Cpu> bc = Tensor<Cpu>::from(b);
+  for (std::size_t i = 0; i < r.size(); ++i) r[i] += bc[i];
+  return r;
+}
+
+void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
+  CAPTURE(cs.n);
+  CAPTURE(cs.in);
+  CAPTURE(cs.out);
+  CAPTURE(cs.h);
+  CAPTURE(cs.w);
+  CAPTURE(cs.k);
+  const Shape xs{cs.n, cs.in, cs.h, cs.w}, ys{cs.n, cs.out, cs.h, cs.w};
+  const Shape ws{cs.out, cs.in, cs.k, cs.k};
+  const Tensor<Cpu> x = random_tensor(xs, rng), dy = random_tensor(ys, rng);
+  const Tensor<Cpu> w = random_tensor(ws, rng), b = random_tensor(Shape{1, cs.out, 1, 1}, rng);
+
+  // Forward: every bias x activation, alternating contiguous and strided views.
+  Tensor<Cpu> pre(ys);
+  ref::conv2d_forward(x, w, CView<Cpu>{}, pre, Act::None);
+  int variant = 0;
+  for (bool bias : {false, true})
+    for (Act act : {Act::None, Act::Relu}) {
+      const bool strided = variant++ % 2 == 1;
+      CAPTURE(bias);
+      CAPTURE(static_cast<int>(act));
+      CAPTURE(strided);
+      Placed xp(xs, strided, 3, 1), y(ys, strided);
+      copy_into(x, xp.view);
+      ops::conv2d_forward<Cpu>(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view, act, scratch);
+      check_close(y.view, with_bias_act(pre, bias ? &b : nullptr, act), "conv2d_forward");
+      CHECK(y.outside_untouched());
+    }
+
+  // Backward data: overwrite (NaN prefill) and accumulate.
+  Tensor<Cpu> dx_ref(xs);
+  ref::conv2d_backward_data(dy, w, dx_ref, false);
+  for (bool accumulate : {false, true}) {
+    CAPTURE(accumulate);
+    Placed dyp(ys, accumulate, 1, 2), dx(xs, !accumulate);
+    copy_into(dy, dyp.view);
+    const Tensor<Cpu> prefill = random_tensor(xs, rng, -2.0, 2.0);
+    if (accumulate)
+      copy_into(prefill, dx.view);
+    else
+      ops::fill<Cpu>(dx.view, kNaN);
+    ops::conv2d_backward_data<Cpu>(dyp.view, w, dx.view, accumulate, scratch);
+    check_close(dx.view, accumulate ? plus(dx_ref, prefill) : dx_ref, "conv2d_backward_data");
+    CHECK(dx.outside_untouched());
+  }
+
+  // Backward params: dw and db accumulate into random values; without bias db is untouched.
+  Tensor<Cpu> dw_ref(ws, 0.0f), db_ref(Shape{1, cs.out, 1, 1}, 0.0f);
+  ref::conv2d_backward_params(x, dy, dw_ref, db_ref);
+  for (bool bias : {false, true}) {
+    CAPTURE(bias);
+    Placed xp(xs, bias, 2, 2), dyp(ys, bias, 1, 3);
+    copy_into(x, xp.view);
+    copy_into(dy, dyp.view);
+    const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
+    Tensor<Cpu> dw = dw0, db = db0;
+    ops::conv2d_backward_params<Cpu>(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{},
+                                     scratch);
+    check_close(dw, plus(dw0, dw_ref), "conv2d_backward_params dw");
+    if (bias)
+      check_close(db, plus(db0, db_ref), "conv2d_backward_params db");
+    else
+      CHECK(bitwise_equal(db, db0));
+  }
+}
+
+void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
+  CAPTURE(cs.n);
+  CAPTURE(cs.in);
+  CAPTURE(cs.out);
+  CAPTURE(cs.h);
+  CAPTURE(cs.w);
+  const Shape xs{cs.n, cs.in, cs.h, cs.w}, ys{cs.n, cs.out, 2 * cs.h, 2 * cs.w};
+  const Shape ws{cs.in, cs.out, 2, 2};
+  const Tensor<Cpu> x = random_tensor(xs, rng), dy = random_tensor(ys, rng);
+  const Tensor<Cpu> w = random_tensor(ws, rng), b = random_tensor(Shape{1, cs.out, 1, 1}, rng);
+
+  Tensor<Cpu> pre(ys);
+  ref::conv_transpose2x2_forward(x, w, CView<Cpu>{}, pre);
+  for (bool bias : {false, true}) {
+    CAPTURE(bias);
+    Placed xp(xs, bias, 1, 1), y(ys, bias);
+    copy_into(x, xp.view);
+    ops::conv_transpose2x2_forward<Cpu>(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view,
+                                        scratch);
+    check_close(y.view, with_bias_act(pre, bias ? &b : nullptr, Act::None),
+                "conv_transpose2x2_forward");
+    CHECK(y.outside_untouched());
+  }
+
+  Tensor<Cpu> dx_ref(xs);
+  ref::conv_transpose2x2_backward_data(dy, w, dx_ref, false);
+  for (bool accumulate : {false, true}) {
+    CAPTURE(accumulate);
+    Placed dyp(ys, !accumulate, 2, 1), dx(xs, accumulate);
+    copy_into(dy, dyp.view);
+    const Tensor<Cpu> prefill = random_tensor(xs, rng, -2.0, 2.0);
+    if (accumulate)
+      copy_into(prefill, dx.view);
+    else
+      ops::fill<Cpu>(dx.view, kNaN);
+    ops::conv_transpose2x2_backward_data<Cpu>(dyp.view, w, dx.view, accumulate, scratch);
+    check_close(dx.view, accumulate ? plus(dx_ref, prefill) : dx_ref,
+                "conv_transpose2x2_backward_data");
+    CHECK(dx.outside_untouched());
+  }
+
+  Tensor<Cpu> dw_ref(ws, 0.0f), db_ref(Shape{1, cs.out, 1, 1}, 0.0f);
+  ref::conv_transpose2x2_backward_params(x, dy, dw_ref, db_ref);
+  for (bool bias : {false, true}) {
+    CAPTURE(bias);
+    Placed xp(xs, bias, 2, 1), dyp(ys, bias, 1, 2);
+    copy_into(x, xp.view);
+    copy_into(dy, dyp.view);
+    const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
+    Tensor<Cpu> dw = dw0, db = db0;
+    ops::conv_transpose2x2_backward_params<Cpu>(xp.view, dyp.view, dw,
+                                                bias ? db.view() : View<Cpu>{}, scratch);
+    check_close(dw, plus(dw0, dw_ref), "conv_transpose2x2_backward_params dw");
+    if (bias)
+      check_close(db, plus(db0, db_ref), "conv_transpose2x2_backward_params db");
+    else
+      CHECK(bitwise_equal(db, db0));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d fast paths match the reference on large shapes") {
+  Rng rng(11);
+  Tensor<Cpu> scratch;
+  const Conv shapes[] = {
+      // 3x3, widths that are multiples of 16 (bands of input rows), several bands per image
+      {2, 8, 8, 32, 48, 3},     // Cout 8: 4 + 4 row tiles; 12 x 8 gradient tiles
+      {1, 3, 8, 32, 48, 3},     // one image, bands split among threads; gradient tiles 12+12+4
+      {2, 8, 64, 32, 48, 3},    // weight gradient over two row blocks; parallel bias sums
+      {2, 16, 20, 48, 16, 3},   // 20 = 6 + 6 + 4 + 4 rows
+      {2, 57, 20, 8, 16, 3},    // depth 513: three reduction blocks, ReLU after the last
+      {2, 28, 136, 4, 16, 3},   // 136 rows: two L2 groups; Cout >= 128 weight gradient
+      {2, 96, 96, 4, 16, 3},    // parallel kernel flip and transposed add; depth 864
+      {1, 32, 130, 32, 32, 3},  // Cout >= 128 gradient: column ranges x two pixel blocks
+      // 3x3, other widths (packed strips), several pixel blocks, partial strips
+      {2, 11, 8, 20, 24, 3},
+      {2, 24, 16, 10, 12, 3},
+      {1, 5, 12, 7, 40, 3},
+      // 1x1
+      {2, 16, 24, 32, 48, 1},    // planes read in place, several pixel blocks
+      {2, 260, 20, 4, 8, 1},     // depth 260: two reduction blocks
+      {2, 256, 136, 4, 8, 1},    // two L2 groups forward and backward; Cout >= 128 gradient
+      {1, 200, 128, 32, 48, 1},  // Cout >= 128 gradient: column ranges x two pixel blocks
+      {2, 6, 128, 4, 8, 1},      // Cout >= 128 gradient with 6 columns: 12 x 8 tiles
+      {2, 16, 24, 10, 12, 1},    // packed 1x1 (120 pixels)
+      {2, 24, 1, 32, 48, 1},     // thin: the logit head (parallel pixel chunks, dot products)
+      {2, 3, 24, 10, 12, 1},     // thin: three input channels
+      {2, 8, 4, 20, 24, 1},      // thin: four output channels
+  };
+  for (const Conv& cs : shapes) check_conv_shape(cs, rng, scratch);
+}
+
+TEST_CASE("conv_transpose2x2 fast paths match the reference on large shapes") {
+  Rng rng(12);
+  Tensor<Cpu> scratch;
+  const Conv shapes[] = {
+      {2, 48, 8, 20, 24, 2},  // planes in place, several pixel blocks
+      {2, 16, 8, 10, 12, 2},  // packed (120 pixels)
+      {1, 260, 8, 4, 4, 2},   // depth 260: two reduction blocks
+      {1, 256, 34, 4, 8, 2},  // 136 rows: two L2 groups
+      {2, 8, 72, 4, 8, 2},    // backward data depth 288: two reduction blocks
+      {1, 8, 64, 32, 48, 2},  // weight gradient over two pixel blocks
+      {2, 5, 3, 7, 13, 2},    // odd widths: partial vectors in the phase scatter and gather
+  };
+  for (const Conv& cs : shapes) check_transpose_shape(cs, rng, scratch);
+}
+
 // ------------------------------------------------------------------------------------- pooling
 TEST_CASE("maxpool2x2 forward/backward match the reference, ties included") {
   Rng rng(7);

@@ -27,7 +27,7 @@ class AnyModel {
     return n;
   }
   void zero_grad() {
-    for (auto& p : parameters()) p.param->grad.zero();
+    for (auto& p : parameters()) ops::fill<Dev>(p.param->grad.view(), 0.0f);  // threaded
   }
 };
 

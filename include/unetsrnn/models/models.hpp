@@ -45,7 +45,7 @@ class ModelBase {
     for (auto& p : parameters()) p.param->initialise(rng);
   }
   void zero_grad() {
-    for (auto& p : parameters()) p.param->grad.zero();
+    for (auto& p : parameters()) ops::fill<Dev>(p.param->grad.view(), 0.0f);  // threaded
   }
 
  protected:

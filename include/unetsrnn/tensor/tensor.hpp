@@ -64,6 +64,13 @@ struct DeviceMemory<Cpu> {
   static void fill(float* dst, std::size_t count, float value) {
     std::fill(dst, dst + count, value);
   }
+  // Host <-> device transfers; on the CPU both sides are host memory.
+  static void upload(float* dst_device, const float* src_host, std::size_t count) {
+    copy(dst_device, src_host, count);
+  }
+  static void download(float* dst_host, const float* src_device, std::size_t count) {
+    copy(dst_host, src_device, count);
+  }
 };
 
 template <class Dev = Cpu, class T = float>
@@ -150,6 +157,22 @@ class Tensor {
   }
   void fill(float value) { DeviceMemory<Dev>::fill(data_.get(), size(), value); }
   void zero() { fill(0.0f); }
+
+  // This tensor becomes a copy of a host tensor (same shape, same values bit for bit).
+  void copy_from_host(const Tensor<Cpu>& host) {
+    resize(host.shape());
+    DeviceMemory<Dev>::upload(data(), host.data(), size());
+  }
+  // `host` becomes a copy of this tensor (waits for the device work that produces it).
+  void copy_to_host(Tensor<Cpu>& host) const {
+    host.resize(shape_);
+    DeviceMemory<Dev>::download(host.data(), data(), size());
+  }
+  Tensor<Cpu> to_host() const {
+    Tensor<Cpu> host;
+    copy_to_host(host);
+    return host;
+  }
 
   const Shape& shape() const { return shape_; }
   std::size_t size() const { return shape_.size(); }

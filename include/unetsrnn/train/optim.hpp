@@ -186,7 +186,7 @@ class Optimizer {
   virtual void step(ParamList<Dev>& params) = 0;
 
   void zero_grad(ParamList<Dev>& params) const {
-    for (auto& named : params) named.param->grad.zero();
+    for (auto& named : params) ops::fill<Dev>(named.param->grad.view(), 0.0f);  // threaded
   }
   std::uint64_t iterations() const { return iterations_; }
   double lr() const { return lr_; }  // base rate, before time decay
@@ -486,7 +486,7 @@ class Sgd final : public Optimizer<Dev> {
   std::vector<double> hyperparameters() const override { return {momentum_, this->decay_}; }
   void set_hyperparameters(const std::vector<double>& h) override {
     try {
-      validate({this->lr_, h[0], h[1]});
+      validate(SgdOptions{this->lr_, h[0], h[1]});
     } catch (const std::invalid_argument& e) {
       fail_format("optimiser state: ", e.what());
     }

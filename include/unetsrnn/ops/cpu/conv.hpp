@@ -14,11 +14,14 @@
 // a k x k kernel on rows of 16-multiple width reads shifted runs of a zero-bordered band of input
 // rows (implicit im2col), anything else is packed into 16-column strips. The weight gradients
 // reduce over pixels, so one operand is packed transposed (pack_transposed) and the other read in
-// place (dY's planes, or im2col(X) from a band). Products too thin for tiles (the 1x1 logit head)
-// run as axpys.
+// place (dY's planes, or im2col(X) from a band); with at most 8 columns (Cout <= 8) they use a
+// 12 x 8 tile instead, which computes no padding columns. Products too thin for tiles (the 1x1
+// logit head) run as axpys, and their weight gradient as dot products.
 // Threads: each op splits into independent units (pixel blocks of the images, or row/column ranges
 // of the weight gradient) run by one OpenMP loop, scheduled dynamically because the cores may be
-// shared. Each thread works in its own slice of the layer's scratch: a warm call allocates nothing.
+// shared (small loops: threads.hpp's static parallel_for). Each thread works in its own slice of
+// the layer's scratch, and a loop without a team never enters a parallel region (libgomp would
+// allocate one): a warm call allocates nothing.
 // The blocking constants (kMaxDepth, kBlockPixels, kBandPixels, kL2Floats) assume 32 KiB of L1
 // and >= 512 KiB of L2 per core.
 #include <algorithm>
@@ -32,25 +35,11 @@
 #include <omp.h>
 #endif
 
+#include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
 namespace unetsrnn::cpu {
-
-inline int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-inline int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
 
 inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
   if (scratch.size() < count) scratch.resize(Shape{1, 1, 1, static_cast<int>(count)});
@@ -204,20 +193,21 @@ void product_tile(int depth, const float* const a[kTileRows], std::ptrdiff_t a_s
     copy_floats(tile.c + r * tile.ldc, edge + r * kStrip, tile.cols);
 }
 
-// How M rows are cut into tiles: `tall` tiles of 6, then `short_tiles` tiles of 4, the last tile
-// possibly partial; chosen to compute the fewest padding rows.
+// How M rows are cut into tiles: `tall` tiles of `high` rows (6, or 12 for the 8-column tiles),
+// then `short_tiles` tiles of 4, the last tile possibly partial; chosen to compute the fewest
+// padding rows.
 struct RowTiles {
-  int tall = 0, short_tiles = 0;
-  explicit RowTiles(int M) {
+  int high, tall = 0, short_tiles = 0;
+  explicit RowTiles(int M, int tall_height = kTileRows) : high(tall_height) {
     int best = 1 << 30;
     for (int n4 = 0; n4 <= 2; ++n4) {
-      const int n6 = (std::max(0, M - 4 * n4) + 5) / 6, waste = 6 * n6 + 4 * n4 - M;
-      if (waste < best) best = waste, tall = n6, short_tiles = n4;
+      const int n = (std::max(0, M - 4 * n4) + high - 1) / high, waste = high * n + 4 * n4 - M;
+      if (waste < best) best = waste, tall = n, short_tiles = n4;
     }
   }
   int count() const { return tall + short_tiles; }
-  int start(int t) const { return t <= tall ? 6 * t : 6 * tall + 4 * (t - tall); }
-  int height(int t) const { return t < tall ? 6 : 4; }
+  int start(int t) const { return t <= tall ? high * t : high * tall + 4 * (t - tall); }
+  int height(int t) const { return t < tall ? high : 4; }
 };
 
 // Runs the tile of the given height (6 or 4).
@@ -228,6 +218,45 @@ void product_tile(int height, int depth, const float* const a[kTileRows], std::p
     product_tile<6>(depth, a, a_step, b, tile, start, bias, relu);
   else
     product_tile<4>(depth, a, a_step, b, tile, start, bias, relu);
+}
+
+// The 8-column tile of the weight gradients with at most 8 columns (Cout <= 8): C (Rows x 8, at
+// most) += sum_k A[r][k] * B[k][0..8), A's rows advancing by 1, B packed as [depth][8]. Twelve
+// rows keep as many accumulators busy as the 6 x 16 tile, without computing 8 padding columns.
+constexpr int kNarrow = 8;
+constexpr int kNarrowRows = 12;
+template <int Rows>
+void product_tile_narrow(int depth, const float* const a[kNarrowRows], const float* b, Tile tile) {
+  Vec acc[Rows];
+  float edge[Rows * kNarrow];
+  const bool full = tile.rows == Rows && tile.cols == kNarrow;
+  const float* src = tile.c;
+  std::size_t ld = tile.ldc;
+  if (!full) {
+    zero_floats(edge, Rows * kNarrow);
+    for (int r = 0; r < tile.rows; ++r)
+      copy_floats(edge + r * kNarrow, tile.c + r * tile.ldc, tile.cols);
+    src = edge, ld = kNarrow;
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < Rows; ++r) acc[r] = vload(src + r * ld);
+  const float* ar[Rows];
+#pragma GCC unroll 12
+  for (int r = 0; r < Rows; ++r) ar[r] = a[r];
+  for (int k = 0; k < depth; ++k) {
+    const Vec bk = vload(b + static_cast<std::ptrdiff_t>(k) * kNarrow);
+#pragma GCC unroll 12
+    for (int r = 0; r < Rows; ++r) acc[r] = vfma(vbroadcast(ar[r] + k), bk, acc[r]);
+  }
+  if (full) {
+#pragma GCC unroll 12
+    for (int r = 0; r < Rows; ++r) vstore(tile.c + r * tile.ldc, acc[r]);
+    return;
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < Rows; ++r) vstore(edge + r * kNarrow, acc[r]);
+  for (int r = 0; r < tile.rows; ++r)
+    copy_floats(tile.c + r * tile.ldc, edge + r * kNarrow, tile.cols);
 }
 
 // ------------------------------------------------------------------------------ row sources
@@ -278,7 +307,17 @@ struct PhaseRows {
     int W2;
     void fill(int i, int j, int len, float* d) const {
       const float* s = base + static_cast<std::size_t>(2 * i) * W2 + 2 * j;
-      for (int t = 0; t < len; ++t) d[t] = s[2 * t];
+      int t = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+      // Eight even elements out of sixteen; the last odd one read is s[2 t + 15] <= s[2 len - 2],
+      // so the phase's row is never read past its end.
+      for (; t + 8 < len; t += 8) {
+        const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s + 2 * t),
+                                           _mm256_loadu_ps(s + 2 * t + 8), _MM_SHUFFLE(2, 0, 2, 0));
+        _mm256_storeu_ps(d + t, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+      }
+#endif
+      for (; t < len; ++t) d[t] = s[2 * t];
     }
   };
   Row row(int r) const {
@@ -288,6 +327,23 @@ struct PhaseRows {
         2 * W};
   }
 };
+
+// d[2 t] = a[t] + bias, d[2 t + 1] = b[t] + bias for t < len: two phases of a transposed conv's
+// output row, interleaved.
+inline void interleave_phases(const float* a, const float* b, float bias, int len, float* d) {
+  int t = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 vb = _mm256_set1_ps(bias);
+  for (; t + 8 <= len; t += 8) {
+    const __m256 x = _mm256_add_ps(_mm256_loadu_ps(a + t), vb);
+    const __m256 y = _mm256_add_ps(_mm256_loadu_ps(b + t), vb);
+    const __m256 lo = _mm256_unpacklo_ps(x, y), hi = _mm256_unpackhi_ps(x, y);
+    _mm256_storeu_ps(d + 2 * t, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(d + 2 * t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+#endif
+  for (; t < len; ++t) d[2 * t] = a[t] + bias, d[2 * t + 1] = b[t] + bias;
+}
 
 // Writes pixels [p, p + n) of a row, p = i * W + j, splitting at image-row ends.
 template <class Row>
@@ -356,13 +412,14 @@ inline void transpose8x8(const float* src, std::size_t lds, float* dst, std::siz
 }
 
 // B for the weight gradients, where the reduction runs over pixels: `count` rows of `depth`
-// values, fill(r, dst) writing row r, transposed into 16-column strips,
-// dst[(s * depth + p) * 16 + t] = row(16 s + t)[p], zero for columns past count. `rows8` holds
-// 8 x round8(depth) floats.
+// values, fill(r, dst) writing row r, transposed into strips of `width` (16, or 8 for the narrow
+// tiles) columns, dst[(s * depth + p) * width + t] = row(width s + t)[p], zero for columns past
+// count. `rows8` holds 8 x round8(depth) floats.
 template <class Fill>
-void pack_transposed(int count, int depth, float* dst, float* rows8, Fill&& fill) {
-  const int depth8 = (depth + 7) / 8 * 8, strips = (count + kStrip - 1) / kStrip;
-  for (int g = 0; g < strips * kStrip; g += 8) {  // eight columns of one strip at a time
+void pack_transposed(int count, int depth, float* dst, float* rows8, Fill&& fill,
+                     int width = kStrip) {
+  const int depth8 = (depth + 7) / 8 * 8, strips = (count + width - 1) / width;
+  for (int g = 0; g < strips * width; g += 8) {  // eight columns of one strip at a time
     for (int t = 0; t < 8; ++t) {
       float* d = rows8 + static_cast<std::size_t>(t) * depth8;
       if (g + t < count)
@@ -371,11 +428,11 @@ void pack_transposed(int count, int depth, float* dst, float* rows8, Fill&& fill
         zero_floats(d, depth);
       zero_floats(d + depth, depth8 - depth);
     }
-    float* strip = dst + static_cast<std::size_t>(g / kStrip) * depth * kStrip + g % kStrip;
+    float* strip = dst + static_cast<std::size_t>(g / width) * depth * width + g % width;
     int p = 0;
-    for (; p + 8 <= depth; p += 8) transpose8x8(rows8 + p, depth8, strip + p * kStrip, kStrip);
+    for (; p + 8 <= depth; p += 8) transpose8x8(rows8 + p, depth8, strip + p * width, width);
     for (; p < depth; ++p)
-      for (int t = 0; t < 8; ++t) strip[p * kStrip + t] = rows8[t * depth8 + p];
+      for (int t = 0; t < 8; ++t) strip[p * width + t] = rows8[t * depth8 + p];
   }
 }
 
@@ -548,24 +605,44 @@ void product_block(const MatrixA& a, BProvider& b, int row_unit, const PixelBloc
   }
 }
 
+// body(u) for u in [0, count), handed out one at a time to the threads (the cores may be shared)
+// when there is more than one unit. A loop that would get no team runs on the calling thread
+// without entering a parallel region, which libgomp would allocate for.
+template <class Body>
+void for_each_unit(int count, Body&& body) {
+  if (use_threads(count > 1)) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int u = 0; u < count; ++u) body(u);
+  } else {
+    for (int u = 0; u < count; ++u) body(u);
+  }
+}
+
 // Runs body(image, block, thread) over every pixel block of every image, in parallel; blocks hold
 // `size` pixels (the last of an image fewer).
 template <class Body>
 void for_each_pixel_block(int images, int pixels, int W, int size, Body&& body) {
-  const int blocks = (pixels + size - 1) / size, units = images * blocks;
-#pragma omp parallel for schedule(dynamic, 1) if (units > 1)
-  for (int u = 0; u < units; ++u) {
+  const int blocks = (pixels + size - 1) / size;
+  for_each_unit(images * blocks, [&](int u) {
     const int n = u / blocks, b = u % blocks;
     body(n, PixelBlock{b * size, std::min(size, pixels - b * size), W}, thread_id());
-  }
+  });
 }
 
 // Pixels per block: a multiple of the strip, at most kBlockPixels (packed strips must stay in L2),
-// with enough blocks to occupy every thread.
+// with enough blocks to occupy every thread; when there are few blocks, a count the threads share
+// evenly (3 blocks on 2 threads would leave one idle a third of the time).
 inline int block_size(int images, int H, int W) {
-  const int per_image = std::max(1, (max_threads() + images - 1) / images);
-  const int P = H * W, blocks = std::max(per_image, (P + kBlockPixels - 1) / kBlockPixels);
-  return std::clamp((P / blocks + kStrip - 1) / kStrip * kStrip, kStrip, kBlockPixels);
+  const int threads = max_threads();
+  const int per_image = std::max(1, (threads + images - 1) / images);
+  const int P = H * W;
+  int blocks = std::max(per_image, (P + kBlockPixels - 1) / kBlockPixels);
+  if (images * blocks < 4 * threads) {
+    const int total = (images * blocks + threads - 1) / threads * threads;
+    blocks = (total + images - 1) / images;
+  }
+  return std::clamp((P + blocks - 1) / blocks + kStrip - 1, kStrip, kBlockPixels + kStrip - 1) /
+         kStrip * kStrip;
 }
 
 // Image rows per band block: about kBandPixels, as whole rows; when there are few blocks, a count
@@ -654,8 +731,8 @@ inline void thin_product(const MatrixA& a, CView<Cpu> x, View<Cpu> y, const Epil
   const int N = x.shape.n, P = static_cast<int>(x.shape.plane());
   const int chunks = (P + kChunk - 1) / kChunk;
   const bool parallel = static_cast<long long>(N) * P * (a.rows + a.depth) > 65536;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int u = 0; u < N * chunks; ++u) {
+  parallel_for(N * chunks, parallel, [&](long long unit) {
+    const int u = static_cast<int>(unit);
     const int n = u / chunks, p0 = u % chunks * kChunk, np = std::min(kChunk, P - p0);
     float acc[kChunk];
     for (int m = 0; m < a.rows; ++m) {
@@ -679,7 +756,35 @@ inline void thin_product(const MatrixA& a, CView<Cpu> x, View<Cpu> y, const Epil
       }
       copy_floats(out, acc, np);
     }
-  }
+  });
+}
+
+// The weight gradient of a thin 1x1 product with at most kThinRows output channels (the logit
+// head): dw[o][c] += sum over images and pixels of dy[n, o] * x[n, c], as dot products that
+// stream each plane once; the tiles would compute mostly padding columns.
+inline void thin_gradient(CView<Cpu> x, CView<Cpu> dy, float* dw) {
+  constexpr int kChunk = 2048;  // pixels summed in float before joining the double total
+  const int N = x.shape.n, Cin = x.shape.c, Cout = dy.shape.c;
+  const int P = static_cast<int>(x.shape.plane());
+  const bool parallel = static_cast<long long>(N) * P * (Cin + Cout) > 65536;
+  parallel_for(Cin, parallel, [&](long long channel) {
+    const int c = static_cast<int>(channel);
+    for (int o = 0; o < Cout; ++o) {
+      double total = 0.0;
+      for (int n = 0; n < N; ++n) {
+        const float* xs = x.channel(n, c);
+        const float* gs = dy.channel(n, o);
+        for (int p0 = 0; p0 < P; p0 += kChunk) {
+          float partial = 0.0f;
+          const int p1 = std::min(P, p0 + kChunk);
+#pragma omp simd reduction(+ : partial)
+          for (int p = p0; p < p1; ++p) partial += xs[p] * gs[p];
+          total += partial;
+        }
+      }
+      dw[static_cast<std::size_t>(o) * Cin + c] += static_cast<float>(total);
+    }
+  });
 }
 
 // ------------------------------------------------------------------------------ weight gradients
@@ -693,6 +798,9 @@ struct GradientShape {
   int images, H, W;
   int a_count, b_count;  // rows of A and of B (= rows and columns of C)
   int a_ranges, b_ranges;
+  // At most 8 columns: 12 x 8 tiles (kNarrow), else 6 x 16 and 4 x 16.
+  bool narrow() const { return b_count <= kNarrow; }
+  int tall_rows() const { return narrow() ? kNarrowRows : kTileRows; }
   int columns() const {  // B columns of one unit, whole strips
     const int strips = (b_count + kStrip - 1) / kStrip;
     return (strips + b_ranges - 1) / b_ranges * kStrip;
@@ -786,8 +894,8 @@ struct BandRows {
 // Per-thread floats of gradient_product: B strips, eight rows for transposing, the A band.
 template <class ARows>
 std::size_t gradient_floats(const GradientShape& g, const ARows& a) {
-  const int a_tiles = (g.a_count + kTileRows - 1) / kTileRows;
-  const int max_a_rows = ((a_tiles + g.a_ranges - 1) / g.a_ranges + 1) * kTileRows;
+  const int a_tiles = RowTiles(g.a_count, g.tall_rows()).count();
+  const int max_a_rows = ((a_tiles + g.a_ranges - 1) / g.a_ranges + 1) * g.tall_rows();
   const std::size_t positions = round_to_line(a.positions(a.block_pixels(g)));
   return (static_cast<std::size_t>(g.columns()) + 8) * positions + a.floats(g, max_a_rows);
 }
@@ -797,16 +905,14 @@ void gradient_product(const GradientShape& g, const ARows& a_rows, BRows&& b_row
                       std::size_t ldc, const Workspace& ws) {
   const int P = g.H * g.W, cols = g.columns(), block = a_rows.block_pixels(g);
   const std::size_t positions = round_to_line(a_rows.positions(block));
-  const RowTiles tiles(g.a_count);
-  const int units = g.a_ranges * g.b_ranges;
-#pragma omp parallel for schedule(dynamic, 1) if (units > 1)
-  for (int u = 0; u < units; ++u) {
+  const RowTiles tiles(g.a_count, g.tall_rows());
+  for_each_unit(g.a_ranges * g.b_ranges, [&](int u) {
     const int ar = u / g.b_ranges, br = u % g.b_ranges;
     const int t_begin = tiles.count() * ar / g.a_ranges;
     const int t_end = tiles.count() * (ar + 1) / g.a_ranges;
     const int a_begin = tiles.start(t_begin), a_end = std::min(g.a_count, tiles.start(t_end));
     const int b_begin = br * cols, b_end = std::min(g.b_count, b_begin + cols);
-    if (a_begin >= a_end || b_begin >= b_end) continue;
+    if (a_begin >= a_end || b_begin >= b_end) return;
     float* b_pack = ws.per_thread(thread_id());
     float* rows8 = b_pack + static_cast<std::size_t>(cols) * positions;
     auto a = a_rows.unit(g, a_begin, a_end, rows8 + 8 * positions);
@@ -815,8 +921,25 @@ void gradient_product(const GradientShape& g, const ARows& a_rows, BRows&& b_row
       for (int p0 = 0; p0 < P; p0 += block) {
         const int np = std::min(block, P - p0), depth = a_rows.positions(np);
         a.prepare(n, p0, np);
-        pack_transposed(b_end - b_begin, depth, b_pack, rows8,
-                        [&](int r, float* d) { a_rows.fill_b(b_src.row(b_begin + r), p0, np, d); });
+        const auto fill = [&](int r, float* d) {
+          a_rows.fill_b(b_src.row(b_begin + r), p0, np, d);
+        };
+        if (g.narrow()) {
+          pack_transposed(b_end - b_begin, depth, b_pack, rows8, fill, kNarrow);
+          for (int t = t_begin; t < t_end; ++t) {
+            const int a0 = tiles.start(t), valid = std::min(tiles.height(t), a_end - a0);
+            const float* arow[kNarrowRows];
+            for (int r = 0; r < kNarrowRows; ++r) arow[r] = a.row(r < valid ? a0 + r : a0);
+            const Tile tile{c + static_cast<std::size_t>(a0) * ldc + b_begin, ldc, valid,
+                            b_end - b_begin};
+            if (tiles.height(t) == kNarrowRows)
+              product_tile_narrow<kNarrowRows>(depth, arow, b_pack, tile);
+            else
+              product_tile_narrow<4>(depth, arow, b_pack, tile);
+          }
+          continue;
+        }
+        pack_transposed(b_end - b_begin, depth, b_pack, rows8, fill);
         for (int t = t_begin; t < t_end; ++t) {
           const int a0 = tiles.start(t), height = tiles.height(t);
           const int valid = std::min(height, a_end - a0);
@@ -832,15 +955,15 @@ void gradient_product(const GradientShape& g, const ARows& a_rows, BRows&& b_row
         }
       }
     }
-  }
+  });
 }
 
 // db[c] += sum over images and pixels of g[n, c].
 inline void add_channel_sums(CView<Cpu> g, float* db) {
   const int C = g.shape.c;
   const std::size_t plane = g.shape.plane();
-#pragma omp parallel for schedule(static) if (g.shape.size() > 65536)
-  for (int c = 0; c < C; ++c) {
+  parallel_for(C, g.shape.size() > 65536, [&](long long channel) {
+    const int c = static_cast<int>(channel);
     double total = 0.0;
     for (int n = 0; n < g.shape.n; ++n) {
       const float* s = g.channel(n, c);
@@ -850,7 +973,7 @@ inline void add_channel_sums(CView<Cpu> g, float* db) {
       total += partial;
     }
     db[c] += static_cast<float>(total);
-  }
+  });
 }
 
 // W~[c][o k k + t] = w[o][c][k k - 1 - t]: the kernel that turns backward data into a convolution.
@@ -858,8 +981,8 @@ inline void add_channel_sums(CView<Cpu> g, float* db) {
 inline void flip_kernel(CView<Cpu> w, float* flipped) {
   const int Cout = w.shape.n, Cin = w.shape.c, taps = w.shape.h * w.shape.w;
   constexpr int kBlock = 16;
-#pragma omp parallel for schedule(static) if (w.shape.size() > 65536)
-  for (int c0 = 0; c0 < Cin; c0 += kBlock)
+  parallel_for((Cin + kBlock - 1) / kBlock, w.shape.size() > 65536, [&](long long block) {
+    const int c0 = static_cast<int>(block) * kBlock;
     for (int o0 = 0; o0 < Cout; o0 += kBlock)
       for (int c = c0; c < std::min(Cin, c0 + kBlock); ++c)
         for (int o = o0; o < std::min(Cout, o0 + kBlock); ++o) {
@@ -867,18 +990,20 @@ inline void flip_kernel(CView<Cpu> w, float* flipped) {
           float* d = flipped + (static_cast<std::size_t>(c) * Cout + o) * taps;
           for (int t = 0; t < taps; ++t) d[t] = s[taps - 1 - t];
         }
+  });
 }
 
 // dw[o][k] += dwt[k][o] for a (K x Cout) dwt, in 8 x 8 blocks.
 inline void add_transposed(const float* dwt, int K, int Cout, float* dw) {
-#pragma omp parallel for schedule(static) if (static_cast <std::size_t>(K) * Cout > 65536)
-  for (int o0 = 0; o0 < Cout; o0 += 8)
+  parallel_for((Cout + 7) / 8, static_cast<std::size_t>(K) * Cout > 65536, [&](long long block) {
+    const int o0 = static_cast<int>(block) * 8;
     for (int k0 = 0; k0 < K; k0 += 8) {
       const int no = std::min(8, Cout - o0), nk = std::min(8, K - k0);
       for (int o = o0; o < o0 + no; ++o)
         for (int k = k0; k < k0 + nk; ++k)
           dw[static_cast<std::size_t>(o) * K + k] += dwt[static_cast<std::size_t>(k) * Cout + o];
     }
+  });
 }
 
 }  // namespace conv_detail
@@ -929,7 +1054,9 @@ inline void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, Vi
   const auto dy_rows = [&](int n) { return Im2colRows{dy.image(n), dy.shape.plane(), H, W, 1}; };
   const auto x_image = [&](int n) { return x.image(n); };
   const auto dy_image = [&](int n) { return dy.image(n); };
-  if (Cout >= 128) {
+  if (k == 1 && Cout <= kThinRows) {
+    thin_gradient(x, dy, dw.data);
+  } else if (Cout >= 128) {
     // Column ranges of about 256: enough units to balance, and blocks long enough to amortise
     // each tile's load and store of dW.
     const int strips = (K + kStrip - 1) / kStrip;
@@ -983,15 +1110,17 @@ inline void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, 
                              slice + row_buf_at};
       product_block(a, bp, 1, blk, tile, kBlockPixels, ep);
     }
-    for (int r = 0; r < rows4; ++r) {
-      const int o = r / 4, u = (r / 2) % 2, v = r % 2;
+    for (int r = 0; r < rows4; r += 2) {  // rows (o, u, 0) and (o, u, 1) fill output row 2i + u
+      const int o = r / 4, u = (r / 2) % 2;
       const float bias = b.data ? b.data[o] : 0.0f;
       const float* s = tile + static_cast<std::size_t>(r) * kBlockPixels;
-      float* phase = y.channel(n, o) + static_cast<std::size_t>(u) * 2 * W + v;
+      float* phase = y.channel(n, o) + static_cast<std::size_t>(u) * 2 * W;
       // Walk the block's pixels row segment by row segment.
       for (int q = 0, i = blk.p0 / W, j = blk.p0 % W; q < blk.count; ++i, j = 0) {
-        float* d = phase + static_cast<std::size_t>(2 * i) * 2 * W;
-        for (; j < W && q < blk.count; ++j, ++q) d[2 * j] = s[q] + bias;
+        const int len = std::min(W - j, blk.count - q);
+        interleave_phases(s + q, s + kBlockPixels + q, bias, len,
+                          phase + static_cast<std::size_t>(2 * i) * 2 * W + 2 * j);
+        q += len;
       }
     }
   });

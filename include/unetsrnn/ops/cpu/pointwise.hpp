@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 
+#include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
 namespace unetsrnn::cpu {
@@ -23,12 +24,11 @@ void for_each_chunk(int images, std::size_t image_size, F&& f) {
   const std::size_t chunks = (image_size + kChunk - 1) / kChunk;
   const long long tasks = static_cast<long long>(images) * static_cast<long long>(chunks);
   const bool parallel = static_cast<std::size_t>(images) * image_size >= kParallelFrom;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (long long t = 0; t < tasks; ++t) {
+  parallel_for(tasks, parallel, [&](long long t) {
     const int i = static_cast<int>(t / static_cast<long long>(chunks));
     const std::size_t begin = static_cast<std::size_t>(t % static_cast<long long>(chunks)) * kChunk;
     f(i, begin, std::min(image_size, begin + kChunk));
-  }
+  });
 }
 
 inline void fill(View<Cpu> y, float value) {
@@ -90,21 +90,23 @@ inline void adam_update(View<Cpu> p, CView<Cpu> g, View<Cpu> m, View<Cpu> v, flo
   const float* gg = g.data;
   float* mm = m.data;
   float* vv = v.data;
-  const std::size_t n = p.shape.size();
-#pragma omp parallel for simd schedule(static) if (n > pointwise_detail::kParallelFrom)
-  for (std::size_t k = 0; k < n; ++k) {
-    mm[k] = b1 * mm[k] + (1.0f - b1) * gg[k];
-    vv[k] = b2 * vv[k] + (1.0f - b2) * gg[k] * gg[k];
-    pp[k] -= lr_t * mm[k] / (std::sqrt(vv[k]) + eps);
-  }
+  for_each_chunk(1, p.shape.size(), [&](int, std::size_t b, std::size_t e) {
+#pragma omp simd
+    for (std::size_t k = b; k < e; ++k) {
+      mm[k] = b1 * mm[k] + (1.0f - b1) * gg[k];
+      vv[k] = b2 * vv[k] + (1.0f - b2) * gg[k] * gg[k];
+      pp[k] -= lr_t * mm[k] / (std::sqrt(vv[k]) + eps);
+    }
+  });
 }
 inline void sgd_update(View<Cpu> p, CView<Cpu> g, View<Cpu> vel, float lr, float momentum) {
-  const std::size_t n = p.shape.size();
-#pragma omp parallel for simd schedule(static) if (n > pointwise_detail::kParallelFrom)
-  for (std::size_t k = 0; k < n; ++k) {
-    vel.data[k] = momentum * vel.data[k] - lr * g.data[k];
-    p.data[k] += vel.data[k];
-  }
+  for_each_chunk(1, p.shape.size(), [&](int, std::size_t b, std::size_t e) {
+#pragma omp simd
+    for (std::size_t k = b; k < e; ++k) {
+      vel.data[k] = momentum * vel.data[k] - lr * g.data[k];
+      p.data[k] += vel.data[k];
+    }
+  });
 }
 
 }  // namespace unetsrnn::cpu

@@ -3,6 +3,7 @@
 // independent, so large tensors spread them over the threads.
 #include <cstddef>
 
+#include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
 namespace unetsrnn::cpu {
@@ -13,9 +14,8 @@ constexpr std::size_t kParallelFrom = 65536;  // elements of x below which one t
 // Calls f(image, channel) for every plane of an (N, C, ...) view of `elements` floats.
 template <class F>
 void for_each_plane(int N, int C, std::size_t elements, F&& f) {
-  const int planes = N * C;
-#pragma omp parallel for schedule(static) if (elements >= kParallelFrom)
-  for (int p = 0; p < planes; ++p) f(p / C, p % C);
+  parallel_for(static_cast<long long>(N) * C, elements >= kParallelFrom,
+               [&](long long p) { f(static_cast<int>(p / C), static_cast<int>(p % C)); });
 }
 }  // namespace pool_detail
 

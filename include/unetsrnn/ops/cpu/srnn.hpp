@@ -34,6 +34,7 @@
 #include <immintrin.h>
 #endif
 
+#include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
@@ -42,12 +43,26 @@ namespace unetsrnn {
 template <class Dev>
 struct SrnnCache;
 
+namespace cpu::srnn_detail {
+// Per-thread buffers, grown on demand and reused across planes and calls.
+struct Workspace {
+  std::vector<float> x_t, y_t, dy_t, dx_t, cached_t;  // transposed planes (right/left)
+  std::vector<float> plane_a, plane_b;                // kernel scratch planes
+  std::vector<float> checkpoints, segment;            // paper-rule backward
+  std::vector<float> rows, coef, dcoef;
+  std::vector<double> lanes;  // per-column dw sums
+};
+}  // namespace cpu::srnn_detail
+
 template <>
 struct SrnnCache<Cpu> {
   Tensor<Cpu> outputs;  // irnn only: the forward's y (N, 4C, H, W), which its backward sweep reads
   Shape input{};        // what the forward that filled the cache saw
   SrnnConfig config{};
   bool filled = false;
+  // Scratch kept between calls so that warm forward/backward passes do not allocate.
+  std::vector<cpu::srnn_detail::Workspace> workspaces;  // one per OpenMP thread
+  std::vector<double> partial_dw;                       // (N * C, 4) per-plane dw sums
 };
 
 }  // namespace unetsrnn
@@ -72,15 +87,6 @@ struct Lines {
 };
 using In = Lines<const float>;
 using Out = Lines<float>;
-
-// Per-thread buffers, grown on demand and reused across planes.
-struct Workspace {
-  std::vector<float> x_t, y_t, dy_t, dx_t, cached_t;  // transposed planes (right/left)
-  std::vector<float> plane_a, plane_b;                // kernel scratch planes
-  std::vector<float> checkpoints, segment;            // paper-rule backward
-  std::vector<float> rows, coef, dcoef;
-  std::vector<double> lanes;  // per-column dw sums
-};
 
 inline float* grow(std::vector<float>& v, std::size_t n) {
   if (v.size() < n) v.resize(n);
@@ -907,12 +913,32 @@ Lines<T> direction_lines(T* plane, int d, int H, int W) {
 // Work is split over (image, channel) planes; parallel only when there is enough of it.
 inline bool worth_parallel(const Shape& s) { return s.n * s.c > 1 && s.size() >= 16384; }
 
+// body(workspace, item) for every (image, channel) plane `item`, spread over the threads when
+// worth it, each thread with its own workspace kept in the cache. A static schedule gives each
+// thread the same planes every call, so its workspace is fully grown after the first call.
+template <class Body>
+void for_each_plane(SrnnCache<Cpu>& cache, const Shape& shape, Body&& body) {
+  const std::size_t threads = static_cast<std::size_t>(max_threads());
+  if (cache.workspaces.size() < threads) cache.workspaces.resize(threads);
+  const int items = shape.n * shape.c;
+  if (use_threads(worth_parallel(shape))) {
+#pragma omp parallel
+    {
+      Workspace& ws = cache.workspaces[static_cast<std::size_t>(thread_id())];
+#pragma omp for schedule(static)
+      for (int item = 0; item < items; ++item) body(ws, item);
+    }
+  } else {
+    for (int item = 0; item < items; ++item) body(cache.workspaces[0], item);
+  }
+}
+
 }  // namespace srnn_detail
 
 inline void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y, const SrnnConfig& cfg,
                          SrnnCache<Cpu>& cache) {
   using namespace srnn_detail;
-  const int N = x.shape.n, C = x.shape.c, H = x.shape.h, W = x.shape.w;
+  const int C = x.shape.c, H = x.shape.h, W = x.shape.w;
   const std::size_t HW = x.shape.plane();
   const bool keep_outputs = cfg.rule == SrnnRule::Irnn;
   if (keep_outputs) cache.outputs.resize(y.shape);
@@ -921,32 +947,24 @@ inline void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y, const SrnnConf
   cache.filled = true;
   if (x.shape.size() == 0) return;
   float* const kept = keep_outputs ? cache.outputs.data() : nullptr;
-  const int items = N * C;
   with_act(cfg.act, [&](auto tag) {
     constexpr SrnnAct A = decltype(tag)::value;
-#pragma omp parallel if (worth_parallel(x.shape))
-    {
-      Workspace ws;
-#pragma omp for schedule(dynamic)
-      for (int item = 0; item < items; ++item) {
-        const int n = item / C, c = item % C;
-        const float* xs = x.channel(n, c);
-        float* const xt = grow(ws.x_t, HW);
-        transpose(xs, H, W, xt);
-        for (int d = 0; d < kDirections; ++d) {
-          const int oc = d * C + c;
-          const float wd = w.at(d, c, 0, 0);
-          const bool horizontal = d < 2;
-          float* const out = horizontal ? grow(ws.y_t, HW) : y.channel(n, oc);
-          const float* in = horizontal ? xt : xs;
-          sweep_forward<A>(cfg, direction_lines(in, d, H, W), direction_lines(out, d, H, W), wd,
-                           ws);
-          if (horizontal) transpose(out, W, H, y.channel(n, oc));
-          if (kept)
-            std::copy(y.channel(n, oc), y.channel(n, oc) + HW, kept + (n * 4 * C + oc) * HW);
-        }
+    for_each_plane(cache, x.shape, [&](Workspace& ws, int item) {
+      const int n = item / C, c = item % C;
+      const float* xs = x.channel(n, c);
+      float* const xt = grow(ws.x_t, HW);
+      transpose(xs, H, W, xt);
+      for (int d = 0; d < kDirections; ++d) {
+        const int oc = d * C + c;
+        const float wd = w.at(d, c, 0, 0);
+        const bool horizontal = d < 2;
+        float* const out = horizontal ? grow(ws.y_t, HW) : y.channel(n, oc);
+        const float* in = horizontal ? xt : xs;
+        sweep_forward<A>(cfg, direction_lines(in, d, H, W), direction_lines(out, d, H, W), wd, ws);
+        if (horizontal) transpose(out, W, H, y.channel(n, oc));
+        if (kept) std::copy(y.channel(n, oc), y.channel(n, oc) + HW, kept + (n * 4 * C + oc) * HW);
       }
-    }
+    });
   });
 }
 
@@ -962,45 +980,40 @@ inline void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> d
         "srnn_backward: the irnn rule needs the cache of a forward pass on the same input "
         "shape and configuration");
   if (x.shape.size() == 0) return;
-  const int items = N * C;
-  std::vector<double> partial(static_cast<std::size_t>(items) * kDirections, 0.0);
+  std::vector<double>& partial = cache.partial_dw;
+  partial.assign(static_cast<std::size_t>(N) * C * kDirections, 0.0);
   with_act(cfg.act, [&](auto tag) {
     constexpr SrnnAct A = decltype(tag)::value;
-#pragma omp parallel if (worth_parallel(x.shape))
-    {
-      Workspace ws;
-#pragma omp for schedule(dynamic)
-      for (int item = 0; item < items; ++item) {
-        const int n = item / C, c = item % C;
-        const float* xs = x.channel(n, c);
-        float* const xt = grow(ws.x_t, HW);
-        float* const dxt = grow(ws.dx_t, HW);
-        transpose(xs, H, W, xt);
-        // Right and left add into the transposed dx, down and up into dx itself.
-        for (int d = 0; d < kDirections; ++d) {
-          const int oc = d * C + c;
-          const bool horizontal = d < 2;
-          const float* dys = dy.channel(n, oc);
-          const float* ys = irnn ? cache.outputs.data() + (n * 4 * C + oc) * HW : nullptr;
-          if (horizontal) {
-            transpose(dys, H, W, grow(ws.dy_t, HW));
-            dys = ws.dy_t.data();
-            if (irnn) {
-              transpose(ys, H, W, grow(ws.cached_t, HW));
-              ys = ws.cached_t.data();
-            }
+    for_each_plane(cache, x.shape, [&](Workspace& ws, int item) {
+      const int n = item / C, c = item % C;
+      const float* xs = x.channel(n, c);
+      float* const xt = grow(ws.x_t, HW);
+      float* const dxt = grow(ws.dx_t, HW);
+      transpose(xs, H, W, xt);
+      // Right and left add into the transposed dx, down and up into dx itself.
+      for (int d = 0; d < kDirections; ++d) {
+        const int oc = d * C + c;
+        const bool horizontal = d < 2;
+        const float* dys = dy.channel(n, oc);
+        const float* ys = irnn ? cache.outputs.data() + (n * 4 * C + oc) * HW : nullptr;
+        if (horizontal) {
+          transpose(dys, H, W, grow(ws.dy_t, HW));
+          dys = ws.dy_t.data();
+          if (irnn) {
+            transpose(ys, H, W, grow(ws.cached_t, HW));
+            ys = ws.cached_t.data();
           }
-          const In ylines = irnn ? direction_lines(ys, d, H, W) : In();
-          const bool acc = horizontal ? d == 1 : true;
-          partial[static_cast<std::size_t>(item) * kDirections + d] =
-              sweep_backward<A>(cfg, direction_lines(horizontal ? xt : xs, d, H, W), ylines,
-                                direction_lines(dys, d, H, W),
-                                direction_lines(horizontal ? dxt : dx.channel(n, c), d, H, W), acc,
-                                w.at(d, c, 0, 0), ws);
-          if (d == 1) transpose(dxt, W, H, dx.channel(n, c), accumulate);
         }
+        const In ylines = irnn ? direction_lines(ys, d, H, W) : In();
+        const bool acc = horizontal ? d == 1 : true;
+        partial[static_cast<std::size_t>(item) * kDirections + d] =
+            sweep_backward<A>(cfg, direction_lines(horizontal ? xt : xs, d, H, W), ylines,
+                              direction_lines(dys, d, H, W),
+                              direction_lines(horizontal ? dxt : dx.channel(n, c), d, H, W), acc,
+                              w.at(d, c, 0, 0), ws);
+        if (d == 1) transpose(dxt, W, H, dx.channel(n, c), accumulate);
       }
-    }
+    });
   });
   // Fixed summation order over the batch: the result does not depend on the thread count.
   for (int d = 0; d < kDirections; ++d)

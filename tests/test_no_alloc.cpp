@@ -1,0 +1,104 @@
+// A warm training step (zero_grad, forward, backward, Adam) must not touch the heap: every op
+// reuses the workspaces it grew on the first step. This executable interposes the C allocator
+// (malloc and friends, which operator new and std::aligned_alloc go through) and counts the calls
+// made while a step runs.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <unetsrnn/train/optim.hpp>
+#include <unetsrnn/unetsrnn.hpp>
+
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+}
+
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+void note_allocation() {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+}
+}  // namespace
+
+extern "C" {
+void* malloc(std::size_t n) {
+  note_allocation();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t size) {
+  note_allocation();
+  return __libc_calloc(n, size);
+}
+void* realloc(void* p, std::size_t n) {
+  note_allocation();
+  return __libc_realloc(p, n);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t n) {
+  note_allocation();
+  return __libc_memalign(alignment, n);
+}
+void* memalign(std::size_t alignment, std::size_t n) {
+  note_allocation();
+  return __libc_memalign(alignment, n);
+}
+int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
+  note_allocation();
+  *out = __libc_memalign(alignment, n);
+  return *out ? 0 : 12;  // ENOMEM
+}
+}
+
+using namespace unetsrnn;
+
+namespace {
+
+// Allocations made by one training step of `model` on x, after `warm` steps.
+long allocations_in_step(AnyModel<Cpu>& model, const Tensor<>& x, const Tensor<>& dlogits) {
+  model.init(7);
+  ParamList<Cpu> params = model.parameters();
+  Adam<Cpu> adam;
+  auto step = [&] {
+    adam.zero_grad(params);
+    model.forward(x);
+    model.backward(dlogits);
+    adam.step(params);
+  };
+  step();
+  step();
+  allocations.store(0);
+  counting.store(true);
+  step();
+  counting.store(false);
+  return allocations.load();
+}
+
+}  // namespace
+
+TEST_CASE("the allocation counter sees allocations") {
+  counting.store(true);
+  allocations.store(0);
+  {
+    std::vector<float> v(1000);
+    Tensor<> t(Shape{1, 2, 3, 4});
+    v[0] = t.shape().c;
+  }
+  counting.store(false);
+  CHECK(allocations.load() >= 2);
+}
+
+TEST_CASE("a warm training step allocates nothing, for every model") {
+  Rng rng(3);
+  Tensor<> x(Shape{2, 3, 32, 48}), dlogits(Shape{2, 1, 32, 48});
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  for (float& v : dlogits) v = static_cast<float>(rng.uniform(-1e-3, 1e-3));
+  for (const auto& name : model_names()) {
+    CAPTURE(name);
+    auto model = make_model(name);
+    CHECK(allocations_in_step(*model, x, dlogits) == 0);
+  }
+}
