@@ -1,75 +1,10 @@
 // The demo: generates the library's procedural synthetic nail dataset, trains the light-weight
 // CR-UNet on it, evaluates on its held-out test split and writes overlays. No files needed.
-#include <cstdio>
-#include <unetsrnn/data/synthetic.hpp>
-#include <unetsrnn/io/image.hpp>
-#include <unetsrnn/train/trainer.hpp>
-
-#include "cli.hpp"
+#include "demo_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p("demo",
-                "Train CR-UNet-LW on generated synthetic nail images and report test Dice.");
-  p.option("--out", "DIR", "output folder", "runs/demo");
-  p.option("--images", "N", "synthetic image/mask pairs to generate", "480");
-  p.option("--height", "H", "image height (multiple of 16)", "96");
-  p.option("--width", "W", "image width (multiple of 16)", "128");
-  p.option("--epochs", "N", "training epochs", "20");
-  p.option("--batch", "N", "images per batch", "4");
-  p.option("--lr", "RATE", "Adam learning rate", "2e-3");
-  p.option("--model", "NAME", "model to train", "crunet_res_lw");
-  p.option("--loss", "NAME", "bce | bce_dice_seed | bce_dice (soft Dice copes with small nails)",
-           "bce_dice");
-  p.option("--seed", "N", "seed of data, weights and batch order", "1");
-  p.flag("--resume", "continue an interrupted demo in --out");
-  p.flag("--quiet", "no progress bar");
+  cli::Parser p = examples::demo_parser();
   p.parse(argc, argv);
-
-  return cli::run_main("demo", [&] {
-    using namespace unetsrnn;
-    const int h = p.get_int("--height"), w = p.get_int("--width");
-    const int count = p.get_int("--images");
-    if (count < 10) p.usage_error("--images must be at least 10");
-    const auto seed = static_cast<std::uint64_t>(p.get_int("--seed"));
-    const std::vector<Sample> samples =
-        generate_synthetic(static_cast<std::size_t>(count), h, w, seed);
-    const Split split = split_indices(samples.size(), 0.15, seed, 0.1);
-    std::printf("synthetic data: %zu images %dx%d -> %zu train / %zu val / %zu test\n",
-                samples.size(), h, w, split.train.size(), split.val.size(), split.test.size());
-
-    TrainOptions o;
-    o.model = p.get("--model");
-    o.loss = parse_loss(p.get("--loss"));
-    o.epochs = p.get_int("--epochs");
-    o.batch = p.get_int("--batch");
-    o.adam.lr = p.get_double("--lr");
-    o.seed = seed;
-    o.out_dir = p.get("--out");
-    o.resume = p.has("--resume");
-    o.progress = !p.has("--quiet");
-    o.augmentation.enabled = true;  // flips and 180-degree turns: the data is small
-    o.plateau_options.factor = 0.5;
-    o.plateau_options.patience = 3;
-    auto model = make_model<Cpu>(o.model);
-    std::printf("model %s, %zu parameters, %d epochs, batch %d, lr %g\n", model->name().c_str(),
-                model->parameter_count(), o.epochs, o.batch, o.adam.lr);
-    Trainer trainer(o, *model, samples, split);
-    const EvalResult r = trainer.run();
-
-    // Overlays of the first few test images, predicted by the final weights.
-    const std::filesystem::path overlays = o.out_dir / "overlays";
-    std::filesystem::create_directories(overlays);
-    for (std::size_t k = 0; k < std::min<std::size_t>(6, split.test.size()); ++k) {
-      const Sample& s = samples[split.test[k]];
-      CView<Cpu> logits = model->forward(s.image);
-      Image mask(h, w, 1);
-      for (std::size_t i = 0; i < mask.data.size(); ++i)
-        mask.data[i] = logits.data[i] >= 0.0f ? 1.0f : 0.0f;
-      save_png(overlays / (std::filesystem::path(s.name).stem().string() + "_overlay.png"),
-               overlay(image_from_tensor(s.image), mask));
-    }
-    std::printf("overlays of test images in %s\n", overlays.string().c_str());
-    std::printf("test Dice: %.4f (threshold 0.5) on %zu synthetic test images\n", r.dice, r.images);
-    return 0;
-  });
+  return examples::run_on_device("demo", examples::Program::Demo, p,
+                                 [&] { return examples::demo_body<unetsrnn::Cpu>(p); });
 }

@@ -1,86 +1,9 @@
 // Trains one of the models on image/mask folders; see --help.
-#include <cstdio>
-#include <unetsrnn/train/trainer.hpp>
-
-#include "common.hpp"
+#include "train_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p("train", "Train a U-Net / CR-UNet on one or more image+mask folders.");
-  p.option("--model", "NAME",
-           "unet2d_lw | unet2d_hw | unet2d_res_lw | unet2d_res_hw | crunet_res_lw | crunet_res_hw",
-           "crunet_res_lw");
-  p.option("--loss", "NAME", "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)",
-           "bce");
-  p.option("--epochs", "N", "training epochs", "20");
-  p.option("--batch", "N", "images per batch", "2");
-  p.option("--lr", "RATE", "Adam learning rate", "1e-3");
-  p.option("--decay", "D", "Keras time decay: lr / (1 + D * step)", "0");
-  p.option("--seed", "N", "seed of weights, split, batch order and augmentation", "1");
-  p.option("--test-fraction", "F", "test part of each dataset", "0.1");
-  p.option("--val-fraction", "F", "validation part carved from each training part", "0.1");
-  p.option("--protocol", "NAME",
-           "default | seed (the original: lr 1e-5, decay 1.99e-7, batch 2, 220 epochs, no "
-           "shuffling; explicit options still win)",
-           "default");
-  p.option("--out", "DIR", "output folder (checkpoints, log.csv, curve.png, result.json)", "");
-  p.option("--init-weights", "FILE", "start from these weights", "");
-  p.flag("--resume", "continue the run in --out from its last checkpoint");
-  p.flag("--augment", "random flips/rotations/brightness/contrast (off in the seed protocol)");
-  p.flag("--no-shuffle", "keep the batch order fixed");
-  p.flag("--no-plateau", "disable ReduceLROnPlateau (factor 0.8, patience 3)");
-  p.flag("--quiet", "no progress bar");
-  examples::add_dataset_options(p);
+  cli::Parser p = examples::train_parser();
   p.parse(argc, argv);
-
-  return cli::run_main("train", [&] {
-    using namespace unetsrnn;
-    if (p.get("--out").empty()) p.usage_error("--out DIR is required");
-    const std::string protocol = p.get("--protocol");
-    if (protocol != "default" && protocol != "seed")
-      p.usage_error("--protocol must be default or seed, got '" + protocol + "'");
-    const bool seed_protocol = protocol == "seed";
-    // In the seed protocol the original's settings replace the defaults; explicit options still
-    // win.
-    auto int_opt = [&](const char* name, int seed_value) {
-      return p.has(name) || !seed_protocol ? p.get_int(name) : seed_value;
-    };
-    auto num_opt = [&](const char* name, double seed_value) {
-      return p.has(name) || !seed_protocol ? p.get_double(name) : seed_value;
-    };
-
-    TrainOptions o;
-    o.model = p.get("--model");
-    o.loss = parse_loss(p.get("--loss"));
-    o.epochs = int_opt("--epochs", 220);
-    o.batch = int_opt("--batch", 2);
-    o.adam.lr = num_opt("--lr", 1e-5);
-    o.adam.decay = num_opt("--decay", 1.99e-7);
-    o.seed = static_cast<std::uint64_t>(p.get_int("--seed"));
-    o.shuffle = !(p.has("--no-shuffle") || seed_protocol);
-    o.augmentation.enabled = p.has("--augment");
-    o.plateau = !p.has("--no-plateau");
-    o.plateau_options.factor = 0.8;
-    o.plateau_options.patience = 3;
-    o.plateau_options.min_lr = seed_protocol ? 1e-5 : 1e-6;
-    o.out_dir = p.get("--out");
-    o.resume = p.has("--resume");
-    o.progress = !p.has("--quiet");
-    o.init_weights = p.get("--init-weights");
-
-    auto model = make_model<Cpu>(o.model);  // validates the name before any data is read
-    const examples::LoadedData data = examples::load_datasets(p);
-    Split split = split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
-                                 p.get_double("--val-fraction"));
-    std::printf("model %s (%zu parameters), loss %s, %zu train / %zu val / %zu test images\n",
-                model->name().c_str(), model->parameter_count(),
-                std::string(to_string(o.loss)).c_str(), split.train.size(), split.val.size(),
-                split.test.size());
-    Trainer trainer(o, *model, data.samples, split);
-    const EvalResult r = trainer.run();
-    std::printf("test Dice %.4f (threshold 0.5), %.4f (threshold 0.3), IoU %.4f on %zu images\n",
-                r.dice, r.dice_at_03, r.iou, r.images);
-    std::printf("wrote %s/{log.csv,curve.png,best.weights,last.weights,split.txt,result.json}\n",
-                o.out_dir.string().c_str());
-    return 0;
-  });
+  return examples::run_on_device("train", examples::Program::Train, p,
+                                 [&] { return examples::train_body<unetsrnn::Cpu>(p); });
 }

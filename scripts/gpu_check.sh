@@ -15,7 +15,7 @@ if [ -z "${BIN:-}" ]; then
   build=${BUILD_DIR:-build-gpu}
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_BENCHMARKS=ON \
     -DUNETSRNN_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" >/dev/null || exit 1
-  cmake --build "$build" -j "$(nproc)" --target test_cuda_ops test_cuda_srnn bench_cuda || exit 1
+  cmake --build "$build" -j "$(nproc)" --target test_cuda_ops test_cuda_srnn test_cuda_train bench_cuda demo || exit 1
   BIN=$build
   tests=("$build"/tests/test_cuda_*)
   bench=$build/benchmarks/bench_cuda

@@ -303,14 +303,14 @@ using model_device_t =
 }  // namespace detail
 
 // Writes `model`'s name and parameters to `path` (atomically: a temporary file, then a rename).
+// Models on another device (Cuda) are copied to the host one tensor at a time; the file is the
+// same, so weights move freely between devices.
 template <class Model>
 void save_weights(const Model& model, const std::filesystem::path& path) {
   using Dev = detail::model_device_t<Model>;
-  static_assert(std::is_same_v<Dev, Cpu>,
-                "save_weights: only Cpu models so far; other devices must copy each value to a "
-                "Tensor<Cpu> first and write that");
   const auto params = detail::model_parameters(model);
   const std::string name = model.name();
+  Tensor<Cpu> staging;  // host copy of one device tensor (unused for Cpu models)
   write_file_atomic(path, [&](std::ostream& out) {
     detail::ChecksummedWriter writer(out);
     writer.bytes(kWeightsMagic, sizeof(kWeightsMagic));
@@ -318,12 +318,18 @@ void save_weights(const Model& model, const std::filesystem::path& path) {
     writer.string(name);
     writer.u32(static_cast<std::uint32_t>(params.size()));
     for (const auto& [param_name, param] : params) {
-      const Tensor<Cpu>& value = param->value;
-      const Shape s = value.shape();
+      const Tensor<Cpu>* host = nullptr;
+      if constexpr (std::is_same_v<Dev, Cpu>) {
+        host = &param->value;
+      } else {
+        param->value.copy_to_host(staging);
+        host = &staging;
+      }
+      const Shape s = host->shape();
       writer.string(param_name);
       writer.u32(4);
       for (int d : {s.n, s.c, s.h, s.w}) writer.u32(static_cast<std::uint32_t>(d));
-      writer.floats(value.data(), value.size());
+      writer.floats(host->data(), host->size());
     }
     unsigned char trailer[4];
     detail::put_u32_le(trailer, writer.crc());
@@ -341,9 +347,6 @@ inline WeightsHeader read_weights_header(const std::filesystem::path& path) {
 template <class Model>
 void load_weights(Model& model, const std::filesystem::path& path) {
   using Dev = detail::model_device_t<Model>;
-  static_assert(std::is_same_v<Dev, Cpu>,
-                "load_weights: only Cpu models so far; other devices must decode into a "
-                "Tensor<Cpu> and copy_from_host");
   const detail::ParsedWeights parsed = detail::parse_weights_file(path);
   const WeightsHeader& header = parsed.header;
   const std::string model_name = model.name();
@@ -369,12 +372,21 @@ void load_weights(Model& model, const std::filesystem::path& path) {
                 file_short ? params[common].name : header.tensors[common].name, "')");
   }
 
-  // Nothing below can fail: the file is fully validated and every destination has its shape.
+  // Nothing below can fail on the CPU: the file is fully validated and every destination has its
+  // shape. Other devices decode into a host tensor and upload it (only a device error can stop
+  // that half way).
+  Tensor<Cpu> staging;
   for (std::size_t t = 0; t < params.size(); ++t) {
-    Tensor<Cpu>& value = params[t].param->value;
-    detail::decode_floats(
-        reinterpret_cast<const unsigned char*>(parsed.bytes.data()) + parsed.data_offsets[t],
-        value.data(), value.size());
+    const unsigned char* values =
+        reinterpret_cast<const unsigned char*>(parsed.bytes.data()) + parsed.data_offsets[t];
+    auto& value = params[t].param->value;
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      detail::decode_floats(values, value.data(), value.size());
+    } else {
+      staging.resize(value.shape());
+      detail::decode_floats(values, staging.data(), staging.size());
+      value.copy_from_host(staging);
+    }
   }
 }
 

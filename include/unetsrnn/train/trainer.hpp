@@ -3,11 +3,18 @@
 // per-epoch validation, checkpoints that survive kill -9, CSV log, learning-curve PNG, final test
 // metrics.
 //
+// Devices: Trainer<Dev> and evaluate run the model on Dev (Cpu by default, or Cuda from a .cu
+// source that includes <unetsrnn/cuda.hpp>). Data loading, the loss, its gradient and the metrics
+// stay on the host: each batch is uploaded, the logits come back, the logit gradient goes up again
+// (HostStaging below, with buffers reused from batch to batch). Checkpoints and weights files are
+// the same on every device, so a run can be resumed, evaluated or deployed on another one.
+//
 // Resumability: everything random is derived from (seed, epoch) — batch order, augmentation — and
-// the CPU kernels are deterministic for a fixed thread count, so a run resumed from the checkpoint
-// of epoch e continues exactly as the uninterrupted run would. A checkpoint is the files
-// ckpt/epoch-NNNN.{weights,optim} plus `checkpoint.txt`, which is written last (atomically) and
-// names the epoch: a kill at any moment leaves either the previous or the new checkpoint complete.
+// the CPU kernels are deterministic for a fixed thread count (the CUDA kernels are deterministic
+// too), so a run resumed from the checkpoint of epoch e continues exactly as the uninterrupted run
+// would. A checkpoint is the files ckpt/epoch-NNNN.{weights,optim} plus `checkpoint.txt`, which is
+// written last (atomically) and names the epoch: a kill at any moment leaves either the previous or
+// the new checkpoint complete.
 #include <unistd.h>
 #include <chrono>
 #include <cmath>
@@ -18,6 +25,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "unetsrnn/data/dataset.hpp"
@@ -57,10 +65,51 @@ struct EvalResult {
   std::vector<double> per_image_dice;                                      // at 0.5
 };
 
+// Moves a host batch to the model's device and the logits back, for code that works on host tensors
+// (loss, metrics, images). On the CPU it copies nothing; on another device it keeps one input, one
+// logits and one gradient buffer and only reallocates when a batch is larger than any before.
+template <class Dev = Cpu>
+class HostStaging {
+ public:
+  // The model's logits for `images`, readable on the host until the next forward.
+  template <class Model>
+  CView<Cpu> forward(Model& model, const Tensor<Cpu>& images) {
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      return model.forward(images.cview());
+    } else {
+      input_.copy_from_host(images);
+      const CView<Dev> logits = model.forward(input_.cview());
+      logits_.resize(logits.shape);
+      // Waits for the forward pass. Per image when the logits are a strided view.
+      const std::size_t image = logits.shape.image_size();
+      if (logits.contiguous())
+        DeviceMemory<Dev>::download(logits_.data(), logits.data, logits.shape.size());
+      else
+        for (int i = 0; i < logits.shape.n; ++i)
+          DeviceMemory<Dev>::download(logits_.data() + i * image, logits.image(i), image);
+      return logits_.cview();
+    }
+  }
+  // Backward pass from logit gradients held on the host.
+  template <class Model>
+  void backward(Model& model, const Tensor<Cpu>& dlogits) {
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      model.backward(dlogits.cview());
+    } else {
+      dlogits_.copy_from_host(dlogits);
+      model.backward(dlogits_.cview());
+    }
+  }
+
+ private:
+  Tensor<Dev> input_, dlogits_;  // device copies (unused on the CPU)
+  Tensor<Cpu> logits_;           // host copy of the logits (unused on the CPU)
+};
+
 // Runs the model over samples[indices] in batches; loss is the batch-size-weighted mean.
-inline EvalResult evaluate(AnyModel<Cpu>& model, const std::vector<Sample>& samples,
-                           const std::vector<std::size_t>& indices, LossKind loss_kind,
-                           int batch = 4) {
+template <class Dev = Cpu>
+EvalResult evaluate(AnyModel<Dev>& model, const std::vector<Sample>& samples,
+                    const std::vector<std::size_t>& indices, LossKind loss_kind, int batch = 4) {
   EvalResult r;
   if (indices.empty()) return r;
   SegmentationMetrics at05(0.5), at03(0.3);
@@ -68,9 +117,10 @@ inline EvalResult evaluate(AnyModel<Cpu>& model, const std::vector<Sample>& samp
   lo.batch_size = batch;
   BatchLoader loader(samples, indices, lo);
   Batch b;
+  HostStaging<Dev> staging;
   double loss_sum = 0.0;
   while (loader.next(b)) {
-    CView<Cpu> logits = model.forward(b.images);
+    CView<Cpu> logits = staging.forward(model, b.images);
     loss_sum += compute_loss(loss_kind, logits, b.masks, View<Cpu>{}) * b.images.shape().n;
     at05.add_logits(logits, b.masks);
     at03.add_logits(logits, b.masks);
@@ -184,10 +234,20 @@ inline std::vector<LogRow> read_log_csv(const std::filesystem::path& path, int u
 
 }  // namespace train_detail
 
+// What the optional per-step hook of Trainer sees: the step just taken.
+struct TrainStep {
+  int epoch = 0;
+  std::size_t batch = 0;   // within the epoch, from 0
+  std::uint64_t step = 0;  // optimiser steps taken in this run so far (a resumed run counts on)
+  int images = 0;
+  double loss = 0.0;  // mean loss of the batch, before the step
+};
+
 // Trains `model` on samples[split.train], validates on split.val, tests on split.test at the end.
+template <class Dev = Cpu>
 class Trainer {
  public:
-  Trainer(TrainOptions options, AnyModel<Cpu>& model, const std::vector<Sample>& samples,
+  Trainer(TrainOptions options, AnyModel<Dev>& model, const std::vector<Sample>& samples,
           Split split)
       : o_(std::move(options)),
         model_(model),
@@ -206,6 +266,8 @@ class Trainer {
     std::printf("%s\n", s.c_str());
     std::fflush(stdout);
   };
+  // Called after every optimiser step when set (tests compare devices step by step with it).
+  std::function<void(const TrainStep&)> on_step;
 
   // Runs (or resumes) training; returns the test metrics of the final weights.
   EvalResult run() {
@@ -268,7 +330,6 @@ class Trainer {
     lo.seed = train_detail::epoch_seed(o_.seed, epoch) ^ 0xA5A5A5A5ull;
     BatchLoader loader(samples_, order, lo);
     SegmentationMetrics dice(0.5);
-    Tensor<Cpu> dlogits;
     Batch b;
     double loss_sum = 0.0;
     std::size_t seen = 0;
@@ -278,16 +339,17 @@ class Trainer {
     row.lr = optimizer_.decayed_lr();
     while (loader.next(b)) {
       optimizer_.zero_grad(params_);
-      CView<Cpu> logits = model_.forward(b.images);
-      dlogits.resize(logits.shape);
-      const double loss = compute_loss(o_.loss, logits, b.masks, dlogits);
+      CView<Cpu> logits = staging_.forward(model_, b.images);
+      dlogits_.resize(logits.shape);
+      const double loss = compute_loss(o_.loss, logits, b.masks, dlogits_);
       if (!std::isfinite(loss))
         fail_argument("training diverged: loss is ", loss, " at epoch ", epoch, " batch ",
                       b.number + 1, " (try a lower learning rate)");
       dice.add_logits(logits, b.masks);
-      model_.backward(dlogits);
+      staging_.backward(model_, dlogits_);
       optimizer_.step(params_);
       const int n = b.images.shape().n;
+      if (on_step) on_step(TrainStep{epoch, b.number, optimizer_.iterations(), n, loss});
       loss_sum += loss * n;
       seen += static_cast<std::size_t>(n);
       const double elapsed =
@@ -398,7 +460,7 @@ class Trainer {
     EvalResult best_result;
     const bool have_best = std::filesystem::exists(o_.out_dir / "best.weights");
     if (have_best && !split_.test.empty()) {
-      auto best = make_model<Cpu>(model_.name());
+      auto best = make_model<Dev>(model_.name());
       load_weights(*best, o_.out_dir / "best.weights");
       best_result = evaluate(*best, samples_, split_.test, o_.loss, o_.batch);
     }
@@ -435,12 +497,14 @@ class Trainer {
   }
 
   TrainOptions o_;
-  AnyModel<Cpu>& model_;
+  AnyModel<Dev>& model_;
   const std::vector<Sample>& samples_;
   Split split_;
-  Adam<Cpu> optimizer_;
+  Adam<Dev> optimizer_;
   ReduceLROnPlateau plateau_;
-  ParamList<Cpu> params_;
+  ParamList<Dev> params_;
+  HostStaging<Dev> staging_;  // batch transfers, reused across steps and epochs
+  Tensor<Cpu> dlogits_;       // host logit gradients, reused across steps and epochs
   std::vector<train_detail::LogRow> rows_;
   double best_dice_ = -1.0;
   int best_epoch_ = 0;
