@@ -378,19 +378,6 @@ TEST_CASE("a GPU run resumes from its checkpoint, on the GPU and on the CPU") {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (!cuda::device_available()) {
-    std::printf("test_cuda_train: SKIPPED: no CUDA device (cudaGetDeviceCount: %s, %d devices)\n",
-                status == cudaSuccess ? "ok" : cudaGetErrorString(status), count);
-    return 77;
-  }
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-    std::printf("test_cuda_train: device 0: %s, compute capability %d.%d, %.1f GiB\n", prop.name,
-                prop.major, prop.minor,
-                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+#include "cuda_test_main.hpp"
+
+int main(int argc, char** argv) { return run_cuda_tests("test_cuda_train", argc, argv); }
