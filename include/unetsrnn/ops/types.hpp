@@ -1,6 +1,7 @@
 #pragma once
 // Small enums shared by ops, layers and models.
 #include <string_view>
+#include <type_traits>
 
 #include "unetsrnn/core/error.hpp"
 
@@ -51,6 +52,23 @@ inline std::string_view to_string(SrnnAct a) {
       return "tanh";
   }
   return "?";
+}
+
+// Calls f(std::integral_constant<SrnnAct, act>{}): turns the run-time activation into a
+// compile-time one, so each kernel (CPU or CUDA) is instantiated once per activation.
+template <class F>
+void with_act(SrnnAct act, F&& f) {
+  switch (act) {
+    case SrnnAct::Relu:
+      f(std::integral_constant<SrnnAct, SrnnAct::Relu>{});
+      return;
+    case SrnnAct::Identity:
+      f(std::integral_constant<SrnnAct, SrnnAct::Identity>{});
+      return;
+    case SrnnAct::Tanh:
+      f(std::integral_constant<SrnnAct, SrnnAct::Tanh>{});
+      return;
+  }
 }
 
 }  // namespace unetsrnn

@@ -31,10 +31,6 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
 #include "unetsrnn/tensor/tensor.hpp"

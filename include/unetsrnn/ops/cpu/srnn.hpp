@@ -822,21 +822,6 @@ double sweep_backward(const SrnnConfig& cfg, In x, In y, In dy, Out dx, bool acc
   return 0.0;
 }
 
-template <class F>
-void with_act(SrnnAct act, F&& f) {
-  switch (act) {
-    case SrnnAct::Relu:
-      f(std::integral_constant<SrnnAct, SrnnAct::Relu>{});
-      return;
-    case SrnnAct::Identity:
-      f(std::integral_constant<SrnnAct, SrnnAct::Identity>{});
-      return;
-    case SrnnAct::Tanh:
-      f(std::integral_constant<SrnnAct, SrnnAct::Tanh>{});
-      return;
-  }
-}
-
 // dst (+)= the transpose of one 8x8 tile; src rows are `ss` apart, dst rows `ds` apart.
 template <bool Accumulate>
 inline void transpose_tile8(const float* src, std::size_t ss, float* dst, std::size_t ds) {

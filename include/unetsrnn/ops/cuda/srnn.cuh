@@ -785,21 +785,6 @@ __global__ void dw_reduce_kernel(const double* partials, int C, int slot_stride,
 }
 
 // ------------------------------------------------------------------ host side
-template <class F>
-void with_act(SrnnAct act, F&& f) {
-  switch (act) {
-    case SrnnAct::Relu:
-      f(std::integral_constant<SrnnAct, SrnnAct::Relu>{});
-      return;
-    case SrnnAct::Identity:
-      f(std::integral_constant<SrnnAct, SrnnAct::Identity>{});
-      return;
-    case SrnnAct::Tanh:
-      f(std::integral_constant<SrnnAct, SrnnAct::Tanh>{});
-      return;
-  }
-}
-
 // Bytes of dynamic shared memory a block may have: the budget, capped by the device's opt-in limit
 // less room for the static reduction buffers.
 inline std::size_t shared_budget() {
