@@ -11,7 +11,8 @@ namespace examples {
 inline cli::Parser train_parser() {
   cli::Parser p("train", "Train a U-Net / CR-UNet on one or more image+mask folders.");
   p.option("--model", "NAME",
-           "unet2d_lw | unet2d_hw | unet2d_res_lw | unet2d_res_hw | crunet_res_lw | crunet_res_hw",
+           "unet2d_lw | unet2d_hw | unet2d_res_lw | unet2d_res_hw | crunet_res_lw | crunet_res_hw | "
+           "crunet_res_plain_lw | crunet_res_plain_hw (CR-UNet-Res without its SRNN)",
            "crunet_res_lw");
   p.option("--loss", "NAME", "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)",
            "bce");
@@ -22,6 +23,16 @@ inline cli::Parser train_parser() {
   p.option("--seed", "N", "seed of weights, split, batch order and augmentation", "1");
   p.option("--test-fraction", "F", "test part of each dataset", "0.1");
   p.option("--val-fraction", "F", "validation part carved from each training part", "0.1");
+  p.option("--folds", "K",
+           "k-fold cross-validation: K folds of each dataset (seeded), fold --fold is the test part; "
+           "0 = one random split by --test-fraction",
+           "0");
+  p.option("--fold", "F", "which fold (0 .. K-1) is the test part when --folds K is given", "0");
+  p.option("--schedule", "NAME",
+           "plateau (ReduceLROnPlateau 0.8/3 on validation loss) | cosine (per epoch, --lr down "
+           "to --min-lr) | none",
+           "plateau");
+  p.option("--min-lr", "RATE", "final learning rate of the cosine schedule", "1e-5");
   p.option("--protocol", "NAME",
            "default | seed (the original: lr 1e-5, decay 1.99e-7, batch 2, 220 epochs, no "
            "shuffling; explicit options still win)",
@@ -65,7 +76,16 @@ int train_body(const cli::Parser& p) {
   o.seed = static_cast<std::uint64_t>(p.get_int("--seed"));
   o.shuffle = !(p.has("--no-shuffle") || seed_protocol);
   o.augmentation.enabled = p.has("--augment");
-  o.plateau = !p.has("--no-plateau");
+  const std::string schedule = p.get("--schedule");
+  if (schedule != "plateau" && schedule != "cosine" && schedule != "none")
+    p.usage_error("--schedule must be plateau, cosine or none, got '" + schedule + "'");
+  o.plateau = schedule == "plateau" && !p.has("--no-plateau");
+  o.cosine = schedule == "cosine";
+  o.cosine_min_lr = p.get_double("--min-lr");
+  const int folds = p.get_int("--folds"), fold = p.get_int("--fold");
+  if (folds == 1 || folds < 0) p.usage_error("--folds must be 0 (off) or >= 2");
+  if (folds >= 2 && (fold < 0 || fold >= folds))
+    p.usage_error("--fold must be in [0, " + std::to_string(folds - 1) + "]");
   o.plateau_options.factor = 0.8;
   o.plateau_options.patience = 3;
   o.plateau_options.min_lr = seed_protocol ? 1e-5 : 1e-6;
@@ -76,8 +96,12 @@ int train_body(const cli::Parser& p) {
 
   auto model = make_model<Dev>(o.model);  // validates the name before any data is read
   const LoadedData data = load_datasets(p);
-  Split split = split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
-                               p.get_double("--val-fraction"));
+  Split split =
+      folds >= 2
+          ? kfold_splits_datasets(data.counts, folds, o.seed,
+                                  p.get_double("--val-fraction"))[static_cast<std::size_t>(fold)]
+          : split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
+                           p.get_double("--val-fraction"));
   std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
               model->name().c_str(), model->parameter_count(), Dev::name,
               std::string(to_string(o.loss)).c_str(), split.train.size(), split.val.size(),

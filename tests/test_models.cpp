@@ -40,6 +40,23 @@ TEST_CASE("trainable parameter counts match the original models (3-channel input
   CHECK(CRUNetRes<Filters::Low>().parameter_count() + 2 * 4 * (16 + 32) == 914865);
 }
 
+TEST_CASE("the SRNN ablation is CR-UNet-Res without the SRNN skips and their 1x1 convolutions") {
+  CRUNetRes<Filters::Low> full;
+  CRUNetResPlain<Filters::Low> plain;
+  CHECK(plain.name() == "crunet_res_plain_lw");
+  // Level 3 (32 channels) and level 2 (16): 4 SRNN weights per channel, a 1x1 conv 4C -> C + bias.
+  auto srnn_skip = [](std::size_t c) { return 4 * c + 4 * c * c + c; };
+  CHECK(plain.parameter_count() == full.parameter_count() - srnn_skip(32) - srnn_skip(16));
+  // Same parameter names as CR-UNet-Res but for the two skips.
+  std::set<std::string> full_names, plain_names;
+  for (auto& p : full.parameters())
+    if (p.name.rfind("skip", 0) != 0) full_names.insert(p.name);
+  for (auto& p : plain.parameters()) plain_names.insert(p.name);
+  CHECK(full_names == plain_names);
+  // Its level-4 skip is b_4 (as CR-UNet-Res), not the original U-Net2D-Res's cat(t_4, b_4).
+  CHECK(plain.parameter_count() < UNet2DRes<Filters::Low>().parameter_count());
+}
+
 TEST_CASE("factory builds every model by name and rejects unknown names") {
   for (const auto& name : model_names()) {
     auto m = make_model(name);

@@ -44,11 +44,13 @@ class ModelAdapter final : public AnyModel<Dev> {
 
 inline std::vector<std::string> model_names() {
   return {"unet2d_lw",     "unet2d_hw",     "unet2d_res_lw",
-          "unet2d_res_hw", "crunet_res_lw", "crunet_res_hw"};
+          "unet2d_res_hw", "crunet_res_lw", "crunet_res_hw",
+          "crunet_res_plain_lw", "crunet_res_plain_hw"};
 }
 
 // The four models of the original: unet2d_lw, unet2d_res_hw, crunet_res_hw, crunet_res_lw (every
-// family is offered at both widths). Unknown name: std::invalid_argument listing the valid ones.
+// family is offered at both widths), and crunet_res_plain_{lw,hw}, CR-UNet-Res without its Spatial
+// RNN (the ablation). Unknown name: std::invalid_argument listing the valid ones.
 template <class Dev = Cpu>
 std::unique_ptr<AnyModel<Dev>> make_model(std::string_view name) {
   if (name == "unet2d_lw") return std::make_unique<ModelAdapter<UNet2D<Filters::Low, Dev>, Dev>>();
@@ -61,6 +63,10 @@ std::unique_ptr<AnyModel<Dev>> make_model(std::string_view name) {
     return std::make_unique<ModelAdapter<CRUNetRes<Filters::Low, Dev>, Dev>>();
   if (name == "crunet_res_hw")
     return std::make_unique<ModelAdapter<CRUNetRes<Filters::High, Dev>, Dev>>();
+  if (name == "crunet_res_plain_lw")
+    return std::make_unique<ModelAdapter<CRUNetResPlain<Filters::Low, Dev>, Dev>>();
+  if (name == "crunet_res_plain_hw")
+    return std::make_unique<ModelAdapter<CRUNetResPlain<Filters::High, Dev>, Dev>>();
   std::string valid;
   for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
   fail_argument("unknown model '", name, "'; valid models: ", valid);

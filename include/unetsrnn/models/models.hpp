@@ -103,18 +103,28 @@ class UNet2D : public ModelBase<UNet2D<Fs, Dev, InChannels>, Dev, InChannels> {
 
 // U-Net2D-Res: residual blocks; the level-4 skip is the whole level-4 block output cat(t4, b4),
 // as in the original code (levels 1-3 pass b_l).
-template <Filters Fs, class Dev = Cpu, int InChannels = 3>
-class UNet2DRes : public ModelBase<UNet2DRes<Fs, Dev, InChannels>, Dev, InChannels> {
+// With OriginalLevel4Skip = false the level-4 skip is b_4 like the others: that is CR-UNet-Res with
+// its two SRNN skips replaced by plain ones (the exact ablation of the Spatial RNN,
+// "crunet_res_plain_lw"); see CRUNetResPlain below.
+template <Filters Fs, class Dev = Cpu, int InChannels = 3, bool OriginalLevel4Skip = true>
+class UNet2DRes
+    : public ModelBase<UNet2DRes<Fs, Dev, InChannels, OriginalLevel4Skip>, Dev, InChannels> {
   static constexpr int f = base_filters(Fs);
   using Enc = Encoder<ResBlock, InChannels, f, Dev>;
+  static constexpr int skip4_channels = OriginalLevel4Skip ? Enc::L4::out_channels : 8 * f;
 
  public:
-  std::string name() const { return "unet2d_res_" + suffix(Fs); }
+  std::string name() const {
+    return (OriginalLevel4Skip ? "unet2d_res_" : "crunet_res_plain_") + suffix(Fs);
+  }
 
   CView<Dev> forward(CView<Dev> x) {
     this->check_input(x);
     auto h = enc.forward(x);
-    h = dec4.forward(h, enc.l4.output());
+    if constexpr (OriginalLevel4Skip)
+      h = dec4.forward(h, enc.l4.output());
+    else
+      h = dec4.forward(h, enc.l4.skip());
     h = dec3.forward(h, enc.l3.skip());
     h = dec2.forward(h, enc.l2.skip());
     h = dec1.forward(h, enc.l1.skip());
@@ -125,7 +135,10 @@ class UNet2DRes : public ModelBase<UNet2DRes<Fs, Dev, InChannels>, Dev, InChanne
     dec1.backward(dec2.grad(), enc.l1.skip_grad(), true);
     dec2.backward(dec3.grad(), enc.l2.skip_grad(), true);
     dec3.backward(dec4.grad(), enc.l3.skip_grad(), true);
-    dec4.backward(enc.l5.grad(), enc.l4.grad(), true);
+    if constexpr (OriginalLevel4Skip)
+      dec4.backward(enc.l5.grad(), enc.l4.grad(), true);
+    else
+      dec4.backward(enc.l5.grad(), enc.l4.skip_grad(), true);
     enc.backward();
   }
   void collect(ParamList<Dev>& l) {
@@ -135,7 +148,7 @@ class UNet2DRes : public ModelBase<UNet2DRes<Fs, Dev, InChannels>, Dev, InChanne
   }
 
   Enc enc{Init::HeNormal};
-  DecoderLevel<Enc::out_channels, Enc::L4::out_channels, 8 * f, ResBlock, Dev> dec4;
+  DecoderLevel<Enc::out_channels, skip4_channels, 8 * f, ResBlock, Dev> dec4;
   DecoderLevel<decltype(dec4)::out_channels, 4 * f, 4 * f, ResBlock, Dev> dec3;
   DecoderLevel<decltype(dec3)::out_channels, 2 * f, 2 * f, ResBlock, Dev> dec2;
   DecoderLevel<decltype(dec2)::out_channels, f, f, ResBlock, Dev> dec1;
@@ -187,5 +200,10 @@ class CRUNetRes : public ModelBase<CRUNetRes<Fs, Dev, InChannels>, Dev, InChanne
   DecoderLevel<decltype(dec2)::out_channels, f, f, ResBlock, Dev> dec1;
   LogitHead<decltype(dec1)::out_channels, Dev> head;
 };
+
+// The ablation of CR-UNet-Res: the same graph with plain skips b_3, b_2 in place of the two SRNN
+// skips (and so without their 1x1 convolutions); every other layer and initialiser is the same.
+template <Filters Fs, class Dev = Cpu, int InChannels = 3>
+using CRUNetResPlain = UNet2DRes<Fs, Dev, InChannels, false>;
 
 }  // namespace unetsrnn

@@ -23,6 +23,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -50,6 +51,10 @@ struct TrainOptions {
   Augmentation augmentation{};
   bool plateau = true;  // ReduceLROnPlateau on validation loss
   ReduceLROnPlateauOptions plateau_options{};
+  // Cosine annealing of the base rate per epoch, from adam.lr at epoch 1 to cosine_min_lr after the
+  // last epoch (replaces the plateau schedule when on; stateless, so resumes need nothing saved).
+  bool cosine = false;
+  double cosine_min_lr = 1e-5;
   std::filesystem::path out_dir;
   bool resume = false;
   bool progress = true;      // progress bar on stderr
@@ -259,6 +264,7 @@ class Trainer {
     if (o_.batch < 1) fail_argument("batch size must be >= 1, got ", o_.batch);
     if (split_.train.empty()) fail_argument("the training split is empty");
     if (o_.out_dir.empty()) fail_argument("an output folder is required");
+    if (o_.cosine) cosine_.emplace(o_.adam.lr, o_.cosine_min_lr, o_.epochs);
   }
 
   // Log line sink (stdout by default).
@@ -288,6 +294,7 @@ class Trainer {
     train_detail::Progress progress(o_.progress);
     for (int epoch = start_epoch; epoch <= o_.epochs; ++epoch) {
       const auto t0 = std::chrono::steady_clock::now();
+      if (cosine_) optimizer_.set_lr(cosine_->lr(epoch - 1));
       train_detail::LogRow row = train_epoch(epoch, progress);
       progress.end_line();
       if (!split_.val.empty()) {
@@ -300,7 +307,7 @@ class Trainer {
       row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       rows_.push_back(row);
       const double monitored = split_.val.empty() ? row.train_loss : row.val_loss;
-      if (o_.plateau) plateau_.on_epoch_end(monitored, optimizer_);
+      if (o_.plateau && !cosine_) plateau_.on_epoch_end(monitored, optimizer_);
       const double selection = split_.val.empty() ? row.train_dice : row.val_dice;
       if (selection > best_dice_) {
         best_dice_ = selection;
@@ -502,6 +509,7 @@ class Trainer {
   Split split_;
   Adam<Dev> optimizer_;
   ReduceLROnPlateau plateau_;
+  std::optional<CosineSchedule> cosine_;
   ParamList<Dev> params_;
   HostStaging<Dev> staging_;  // batch transfers, reused across steps and epochs
   Tensor<Cpu> dlogits_;       // host logit gradients, reused across steps and epochs
