@@ -204,6 +204,9 @@ def run_cell(c, train_bin, threads):
         "command": " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in args),
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "curve": curve,
+        # Per-image test Dice (final and best weights) for image-level paired tests across folds.
+        "per_image_final": [[i["dataset"], i["name"], i["dice"]] for i in test["per_image"]],
+        "per_image_best": [[i["dataset"], i["name"], i["dice"]] for i in best.get("per_image", [])],
     }
     with open(RESULTS, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
