@@ -40,7 +40,7 @@ SEED_MODELS = ["unet2d_lw", "unet2d_res_hw", "crunet_res_hw", "crunet_res_lw"]
 
 
 def cell_id(c):
-    fold = f"-f{c['fold']}" if c["protocol"] == "cv" else ""
+    fold = f"-f{c['fold']}" if c["protocol"] == "cv" else ""  # seed and final: one cell
     return f"{c['protocol']}-{c['data']}-{c['model']}-{c['loss']}{fold}-e{c['epochs']}-s{c['seed']}"
 
 
@@ -49,11 +49,11 @@ def make_cell(protocol, model, data, loss=None, fold=0, epochs=None, seed=1, dev
         loss = loss or "bce"
         if epochs is None:
             epochs = SEED_EPOCHS_CPU.get(model, 220) if device == "cpu" else 220
-    elif protocol == "cv":
+    elif protocol in ("cv", "final"):  # final: the cv settings on every pair (shipped weights)
         loss = loss or CV["loss"]
         epochs = epochs or CV["epochs"]
     else:
-        raise SystemExit(f"run.py: unknown protocol '{protocol}' (seed | cv)")
+        raise SystemExit(f"run.py: unknown protocol '{protocol}' (seed | cv | final)")
     if data not in DATA:
         raise SystemExit(f"run.py: unknown data '{data}' (d1 | d12)")
     if loss not in LOSSES:
@@ -73,9 +73,13 @@ def plans():
         p[f"cv-srnn-{d}"] = [make_cell("cv", m, d, fold=f) for f in range(CV["folds"])
                              for m in ("crunet_res_lw", "crunet_res_plain_lw")]
         p[f"cv-res-{d}"] = [make_cell("cv", "unet2d_res_lw", d, fold=f) for f in range(CV["folds"])]
-    # This session's order: the SRNN question on D1+D2 first, then the seed table's CPU cells.
-    p["all"] = (p["cv-srnn-d12"] + p["cv-res-d12"] + p["seed-lw"] + p["cv-srnn-d1"] +
-                p["cv-res-d1"] + p["seed-hw"])
+    p["final"] = [make_cell("final", "crunet_res_lw", "d12")]
+    # Order: CR-UNet-Res LW's folds on D1+D2, the shipped weights, the ablation's folds (the SRNN
+    # question), U-Net2D-Res LW, the seed table's CPU cells, then D1 and the HW seed cells.
+    srnn = p["cv-srnn-d12"]
+    p["all"] = ([c for c in srnn if c["model"] == "crunet_res_lw"] + p["final"] +
+                [c for c in srnn if c["model"] != "crunet_res_lw"] + p["cv-res-d12"] +
+                p["seed-lw"] + p["cv-srnn-d1"] + p["cv-res-d1"] + p["seed-hw"])
     return p
 
 
@@ -139,9 +143,13 @@ def train_args(c, out_dir):
     if c["protocol"] == "seed":
         a += ["--protocol", "seed"]
     else:
-        a += ["--folds", str(CV["folds"]), "--fold", str(c["fold"]), "--batch", str(CV["batch"]),
-              "--lr", str(CV["lr"]), "--schedule", "cosine", "--min-lr", str(CV["min_lr"]),
-              "--val-fraction", str(CV["val_fraction"]), "--augment"]
+        if c["protocol"] == "cv":
+            a += ["--folds", str(CV["folds"]), "--fold", str(c["fold"]),
+                  "--val-fraction", str(CV["val_fraction"])]
+        else:  # every pair trains; the final weights are the product (epochs fixed by the CV)
+            a += ["--test-fraction", "0", "--val-fraction", "0"]
+        a += ["--batch", str(CV["batch"]), "--lr", str(CV["lr"]), "--schedule", "cosine",
+              "--min-lr", str(CV["min_lr"]), "--augment"]
     if c["device"] != "cpu":
         a += ["--device", c["device"]]
     return a
@@ -182,7 +190,8 @@ def run_cell(c, train_bin, threads):
         res = json.load(f)
     curve = read_curve(os.path.join(out_dir, "log.csv"))
     best = res.get("test_best_weights") or {}
-    test = res["test"]
+    test = res["test"] if res["test_images"] else {"dice": None, "dice_at_0.3": None, "iou": None,
+                                                    "per_image": []}
     seconds = sum(s for s in curve["seconds"] if s is not None)
     line = {
         "cell": cid, "model": c["model"], "data": c["data"], "loss": c["loss"],
@@ -211,8 +220,8 @@ def run_cell(c, train_bin, threads):
     with open(RESULTS, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps(line, separators=(",", ":")) + "\n")
-    print(f"{cid}: done in {wall:.0f} s: test Dice final {test['dice']:.4f}, best-on-val "
-          f"{best.get('dice', float('nan')):.4f}", flush=True)
+    print(f"{cid}: done in {wall:.0f} s: test Dice final {test['dice']}, best-on-val "
+          f"{best.get('dice')}", flush=True)
     return True
 
 
@@ -220,7 +229,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     cp = sub.add_parser("cell", help="run one cell")
-    cp.add_argument("--protocol", required=True, choices=["seed", "cv"])
+    cp.add_argument("--protocol", required=True, choices=["seed", "cv", "final"])
     cp.add_argument("--model", required=True)
     cp.add_argument("--data", required=True, choices=list(DATA))
     cp.add_argument("--loss", choices=list(LOSSES))

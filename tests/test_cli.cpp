@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -283,4 +284,57 @@ TEST_CASE("a run killed with SIGKILL resumes to the same final weights") {
   CHECK(resumed.out.find("resumed from epoch") != std::string::npos);
   CHECK(slurp(killed / "last.weights") == slurp(straight / "last.weights"));
   CHECK(slurp(killed / "log.csv").size() > 0);
+}
+
+TEST_CASE("train --folds K --fold F tests fold F of each dataset; --schedule cosine anneals per epoch") {
+  TempDir tmp("folds");
+  make_dataset(tmp.path / "a", 10);
+  make_dataset(tmp.path / "b", 6);
+  const fs::path out = tmp.path / "run";
+  auto args = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a{"--data",   (tmp.path / "a").string(), "--data",
+                               (tmp.path / "b").string(), "--out", out.string(),
+                               "--height", "32",        "--width", "32",
+                               "--model",  "unet2d_lw", "--quiet", "--lr",
+                               "0.002",    "--min-lr",  "0.0004"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_failure(run("train", args({"--folds", "1"}), tmp.path), "--folds");
+  expect_failure(run("train", args({"--folds", "5", "--fold", "5"}), tmp.path), "--fold");
+  expect_failure(run("train", args({"--schedule", "step"}), tmp.path), "--schedule");
+  CHECK(files_in(out).empty());
+
+  const Run r = run(
+      "train", args({"--folds", "2", "--fold", "1", "--epochs", "3", "--schedule", "cosine"}),
+      tmp.path);
+  INFO("stdout: ", r.out, "\nstderr: ", r.err);
+  REQUIRE(r.exit_code == 0);
+  // Fold 1 of 2: 5 of the 10 images of a and 3 of the 6 of b are the test part.
+  const std::string split = slurp(out / "split.txt");
+  std::size_t test_a = 0, test_b = 0;
+  for (std::size_t at = split.find("\ntest\t"); at != std::string::npos;
+       at = split.find("\ntest\t", at + 1))
+    (split.compare(at + 6, 2, "a\t") == 0 ? test_a : test_b) += 1;
+  CHECK(test_a == 5);
+  CHECK(test_b == 3);
+  // Cosine from 0.002 to 0.0004 over 3 epochs: epoch e starts at the rate of step e - 1.
+  const std::string log = slurp(out / "log.csv");
+  CHECK(log.find("\n1,") != std::string::npos);
+  const double pi = 3.14159265358979323846;
+  for (int e = 1; e <= 3; ++e) {
+    const double lr = 0.0004 + 0.5 * (0.002 - 0.0004) * (1 + std::cos(pi * (e - 1) / 3));
+    const std::size_t row = log.find("\n" + std::to_string(e) + ",");
+    REQUIRE(row != std::string::npos);
+    std::string line = log.substr(row + 1, log.find('\n', row + 1) - row - 1);
+    // Columns: epoch,train_loss,train_dice,val_loss,val_dice,lr,seconds
+    std::vector<std::string> cells;
+    for (std::size_t s = 0, c; s <= line.size(); s = c + 1) {
+      c = line.find(',', s);
+      if (c == std::string::npos) c = line.size();
+      cells.push_back(line.substr(s, c - s));
+    }
+    REQUIRE(cells.size() == 7);
+    CHECK(std::stod(cells[5]) == doctest::Approx(lr).epsilon(1e-6));
+  }
 }

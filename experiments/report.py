@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Turns experiments/results.jsonl into experiments/RESULTS.md, the results section of README.md
+(between the markers <!-- results:begin --> and <!-- results:end -->) and learning-curve PNGs in
+experiments/curves/ (drawn by build/examples/chart). Standard library only; every number printed
+comes from the results file.
+
+  python3 experiments/report.py [--chart build/examples/chart] [--no-readme]
+"""
+import argparse
+import itertools
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "experiments", "results.jsonl")
+OUT_MD = os.path.join(ROOT, "experiments", "RESULTS.md")
+CURVES = os.path.join(ROOT, "experiments", "curves")
+README = os.path.join(ROOT, "README.md")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+NAMES = {"unet2d_lw": "U-Net2D", "unet2d_res_hw": "U-Net2D-Res", "crunet_res_hw": "CR-UNet-Res HW",
+         "crunet_res_lw": "CR-UNet-Res LW", "crunet_res_plain_lw": "CR-UNet-Res LW, plain skips",
+         "unet2d_res_lw": "U-Net2D-Res LW", "crunet_res_plain_hw": "CR-UNet-Res HW, plain skips"}
+DATA = {"d1": "D1", "d12": "D1+2"}
+LOSS = {"bce_dice_seed": "BCE-Dice (original)", "bce": "BCE", "bce_dice": "soft-Dice BCE"}
+# ../shared/docs/seed-facts.md, section 6: (model, data) -> (BCE-Dice, BCE).
+ORIGINAL = {("unet2d_lw", "d1"): (0.82, 0.84), ("unet2d_res_hw", "d1"): (0.93, 0.92),
+            ("crunet_res_hw", "d1"): (0.94, 0.94), ("crunet_res_lw", "d1"): (0.85, 0.85),
+            ("unet2d_lw", "d12"): (0.61, 0.70), ("unet2d_res_hw", "d12"): (0.84, 0.87),
+            ("crunet_res_hw", "d12"): (0.83, 0.87), ("crunet_res_lw", "d12"): (0.71, 0.74)}
+SEED_ORDER = ["unet2d_lw", "unet2d_res_hw", "crunet_res_hw", "crunet_res_lw"]
+TARGET_DICE = 0.94
+
+
+def load():
+    rows = []
+    with open(RESULTS) as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def f4(v):
+    return "—" if v is None else f"{v:.4f}"
+
+
+def mean_std(xs):
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def sign_flip_exact(diffs):
+    """Two-sided exact sign-flip permutation p-value of the mean paired difference."""
+    obs = abs(sum(diffs))
+    hits = total = 0
+    for signs in itertools.product((1, -1), repeat=len(diffs)):
+        total += 1
+        hits += abs(sum(s * d for s, d in zip(signs, diffs))) >= obs - 1e-12
+    return hits / total
+
+
+def sign_flip_monte_carlo(diffs, draws=20000, seed=0):
+    rng = random.Random(seed)
+    obs = abs(sum(diffs))
+    hits = 0
+    for _ in range(draws):
+        s = sum(d if rng.random() < 0.5 else -d for d in diffs)
+        hits += abs(s) >= obs - 1e-12
+    return (hits + 1) / (draws + 1)
+
+
+def wilcoxon(diffs):
+    """Wilcoxon signed-rank: exact two-sided p for n <= 20, normal approximation (ties corrected,
+    continuity corrected) above. Zero differences are dropped (Wilcoxon's convention)."""
+    d = [x for x in diffs if x != 0]
+    n = len(d)
+    if n == 0:
+        return 1.0
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    ranks = [0.0] * n
+    i = 0
+    ties = []
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        ties.append(j - i + 1)
+        i = j + 1
+    w_plus = sum(r for r, x in zip(ranks, d) if x > 0)
+    if n <= 20:
+        total = n * (n + 1) / 2
+        obs = min(w_plus, total - w_plus)
+        hits = 0
+        for signs in itertools.product((0, 1), repeat=n):
+            w = sum(r for r, s in zip(ranks, signs) if s)
+            hits += min(w, total - w) <= obs + 1e-12
+        return hits / 2 ** n
+    mu = n * (n + 1) / 4
+    var = n * (n + 1) * (2 * n + 1) / 24 - sum(t ** 3 - t for t in ties) / 48
+    z = (abs(w_plus - mu) - 0.5) / math.sqrt(var)
+    return math.erfc(z / math.sqrt(2))
+
+
+def seed_section(rows):
+    seed = {(r["model"], r["data"], r["loss"]): r for r in rows if r["protocol"] == "seed"}
+    out = ["### Seed protocol: the original's table, re-run",
+           "",
+           "The original's settings (`train --protocol seed`: Adam lr 1e-5, time decay 1.99e-7, "
+           "batch 2, no shuffling, no augmentation, one random 10% test split per dataset, D1+2 = "
+           "each dataset split separately, then concatenated). Ours: test Dice at threshold 0.5 / "
+           "0.3 of the final weights, then of the weights with the best *validation* Dice "
+           "(validation carved from the training part; the original chose on the test split). "
+           "The original's numbers are single runs thresholded at 0.3. Epochs: the original ran 220; a "
+           "cell with fewer says so.",
+           "",
+           "| model | data | loss | original | ours final (0.5 / 0.3) | ours best-on-val (0.5 / 0.3) "
+           "| epochs | device | s/epoch |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|"]
+    missing = []
+    for data in ("d1", "d12"):
+        for model in SEED_ORDER:
+            for li, loss in enumerate(("bce_dice_seed", "bce")):
+                orig = ORIGINAL[(model, data)][li]
+                r = seed.get((model, data, loss))
+                if r is None:
+                    missing.append(f"{NAMES[model]} / {DATA[data]} / {LOSS[loss]}")
+                    out.append(f"| {NAMES[model]} | {DATA[data]} | {LOSS[loss]} | {orig:.2f} | "
+                               "not run yet | | | | |")
+                    continue
+                ep = r["epochs_run"]
+                ep_s = f"{ep}" if ep >= 220 else f"**{ep}** (of 220)"
+                out.append(
+                    f"| {NAMES[model]} | {DATA[data]} | {LOSS[loss]} | {orig:.2f} | "
+                    f"{f4(r['test_dice_final'])} / {f4(r['test_dice_final_at_0.3'])} | "
+                    f"{f4(r['test_dice_best'])} / {f4(r['test_dice_best_at_0.3'])} | {ep_s} | "
+                    f"{r['device']} | {r['s_per_epoch']:.1f} |")
+    out.append("")
+    out.append(f"{16 - len(missing)} of 16 cells in the results file.")
+    if missing:
+        out.append("Not run yet: " + "; ".join(missing) + ".")
+    return out, missing
+
+
+def cv_groups(rows):
+    groups = {}
+    for r in rows:
+        if r["protocol"] == "cv":
+            groups.setdefault((r["data"], r["loss"], r["model"]), {})[r["fold"]] = r
+    return groups
+
+
+def cv_section(rows):
+    groups = cv_groups(rows)
+    out = ["### Sound protocol: 5-fold cross-validation",
+           "",
+           "Every shared pair of the data combination is tested exactly once (5 folds of each "
+           "dataset, seeded, D1+2 folds concatenated); validation (10%) is carved from each "
+           "training part and picks the best epoch; augmentation (flips, rotations, brightness, "
+           "contrast) on; Adam lr 1e-3 with a per-epoch cosine schedule to 1e-5, batch 4, 40 "
+           "epochs, soft-Dice BCE loss. Test Dice at 0.5, mean ± standard deviation over folds.",
+           "",
+           "| data | model | folds | test Dice, final | test Dice, best-on-val | IoU, final | "
+           "s/epoch |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for (data, loss, model), folds in sorted(groups.items()):
+        fin = [r["test_dice_final"] for r in folds.values()]
+        best = [r["test_dice_best"] for r in folds.values() if r["test_dice_best"] is not None]
+        iou = [r["test_iou_final"] for r in folds.values()]
+        spe = statistics.fmean(r["s_per_epoch"] for r in folds.values())
+        m, s = mean_std(fin)
+        mb, sb = mean_std(best)
+        mi, si = mean_std(iou)
+        out.append(f"| {DATA[data]} | {NAMES.get(model, model)} | {len(folds)} | {m:.4f} ± {s:.4f}"
+                   f" | {mb:.4f} ± {sb:.4f} | {mi:.4f} ± {si:.4f} | {spe:.1f} |")
+    return out
+
+
+def paired_section(rows):
+    groups = cv_groups(rows)
+    out = ["### Does the Spatial RNN skip help? Paired comparison",
+           "",
+           "Each pair trains both models on the same folds (same split, seed, batch order and "
+           "augmentation). Fold level: the difference of the folds' global test Dice, with an "
+           "exact two-sided sign-flip permutation test and the exact Wilcoxon signed-rank test "
+           "(with 5 folds the smallest possible two-sided p is 2/32 = 0.0625). Image level: every "
+           "image is a test image in exactly one fold, so the per-image Dice of the two models "
+           "pair up over all images: sign-flip test (20,000 seeded draws) and Wilcoxon (normal "
+           "approximation).",
+           "",
+           "| data | A vs B | folds | mean Dice A − B (fold) | per-fold differences | p sign-flip "
+           "| p Wilcoxon | images | mean Dice A − B (image) | p sign-flip | p Wilcoxon |",
+           "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    pairs = [("crunet_res_lw", "crunet_res_plain_lw"), ("crunet_res_lw", "unet2d_res_lw"),
+             ("crunet_res_hw", "crunet_res_plain_hw")]
+    found = False
+    for data in ("d1", "d12"):
+        for a, b in pairs:
+            for loss in sorted({k[1] for k in groups}):
+                ga, gb = groups.get((data, loss, a)), groups.get((data, loss, b))
+                if not ga or not gb:
+                    continue
+                folds = sorted(set(ga) & set(gb))
+                if len(folds) < 2:
+                    continue
+                found = True
+                diffs = [ga[f]["test_dice_final"] - gb[f]["test_dice_final"] for f in folds]
+                img_a = {(d, n): v for f in folds for d, n, v in ga[f].get("per_image_final", [])}
+                img_b = {(d, n): v for f in folds for d, n, v in gb[f].get("per_image_final", [])}
+                keys = sorted(set(img_a) & set(img_b))
+                idiffs = [img_a[k] - img_b[k] for k in keys]
+                img_cols = (f"{len(keys)} | {statistics.fmean(idiffs):+.4f} | "
+                            f"{sign_flip_monte_carlo(idiffs):.4f} | {wilcoxon(idiffs):.4f}"
+                            if keys else "— | — | — | —")
+                out.append(
+                    f"| {DATA[data]} | {NAMES.get(a, a)} vs {NAMES.get(b, b)} ({LOSS[loss]}) | "
+                    f"{len(folds)} | {statistics.fmean(diffs):+.4f} | "
+                    f"{', '.join(f'{d:+.3f}' for d in diffs)} | {sign_flip_exact(diffs):.4f} | "
+                    f"{wilcoxon(diffs):.4f} | {img_cols} |")
+    if not found:
+        out.append("| no paired cells finished yet | | | | | | | | | | |")
+    return out
+
+
+def time_to_target(rows):
+    out = [f"### Time to reach Dice {TARGET_DICE} on D1 on the CPU",
+           "",
+           f"First epoch whose validation Dice reaches {TARGET_DICE}, and the training seconds "
+           "summed up to it (from each cell's per-epoch log; CPU, threads as stated).",
+           "",
+           "| cell | epoch | seconds | CPU, threads |", "|---|---:|---:|---|"]
+    any_row = False
+    for r in rows:
+        if r["data"] != "d1" or r["device"] != "cpu":
+            continue
+        c = r["curve"]
+        total = 0.0
+        hit = None
+        for e, vd, s in zip(c["epoch"], c["val_dice"], c["seconds"]):
+            total += s or 0.0
+            if vd is not None and vd >= TARGET_DICE:
+                hit = (e, total)
+                break
+        any_row = True
+        out.append(f"| {r['cell']} | {hit[0] if hit else 'not reached'} | "
+                   f"{f'{hit[1]:.0f}' if hit else '—'} | {r['cpu']}, {r['threads']} |")
+    if not any_row:
+        out.append("| no D1 cell on the CPU finished yet | | | |")
+    return out
+
+
+def draw_curves(rows, chart, draw=True):
+    """Draws the curves (draw=False: only names them, for --check)."""
+    if draw and (not chart or not os.path.exists(chart)):
+        print(f"report.py: chart program '{chart}' not found; curves not drawn", file=sys.stderr)
+        return []
+    if draw:
+        os.makedirs(CURVES, exist_ok=True)
+    made = []
+    groups = cv_groups(rows)
+    for data in ("d1", "d12"):
+        series = {}
+        for (d, loss, model), folds in groups.items():
+            if d != data:
+                continue
+            n = max(len(r["curve"]["val_dice"]) for r in folds.values())
+            means = []
+            for i in range(n):
+                v = [r["curve"]["val_dice"][i] for r in folds.values()
+                     if i < len(r["curve"]["val_dice"]) and r["curve"]["val_dice"][i] is not None]
+                means.append(statistics.fmean(v) if v else None)
+            series[f"{model} ({len(folds)} folds)"] = means
+        if series:
+            made.append(write_chart(chart, f"cv-{data}-val-dice.png", series,
+                                    f"5-fold CV on {DATA[data]}: mean validation Dice", "val Dice",
+                                    draw))
+    for data in ("d1", "d12"):
+        series = {f"{r['model']} {r['loss']}": r["curve"]["val_dice"] for r in rows
+                  if r["protocol"] == "seed" and r["data"] == data}
+        if series:
+            made.append(write_chart(chart, f"seed-{data}-val-dice.png", series,
+                                    f"Seed protocol on {DATA[data]}: validation Dice", "val Dice",
+                                    draw))
+    return made
+
+
+def write_chart(chart, name, series, title, ylabel, draw=True):
+    out = os.path.join(CURVES, name)
+    if not draw:
+        return os.path.relpath(out, ROOT)
+    n = max(len(v) for v in series.values())
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write("epoch," + ",".join(k.replace(",", " ") for k in series) + "\n")
+        for i in range(n):
+            cells = [str(i + 1)]
+            for v in series.values():
+                cells.append("" if i >= len(v) or v[i] is None else f"{v[i]:.6f}")
+            f.write(",".join(cells) + "\n")
+        tmp = f.name
+    subprocess.run([chart, "--csv", tmp, "--out", out, "--title", title, "--y-label", ylabel,
+                    "--y-min", "0", "--y-max", "1"], check=True, stdout=subprocess.DEVNULL)
+    os.unlink(tmp)
+    return os.path.relpath(out, ROOT)
+
+
+def provenance(rows):
+    cpus = sorted({r["cpu"] for r in rows})
+    commits = sorted({r["commit"] for r in rows})
+    dates = sorted(r["finished"] for r in rows)
+    return [f"From `experiments/results.jsonl` ({len(rows)} cells, finished {dates[0]} .. "
+            f"{dates[-1]}; CPU: {', '.join(cpus)}; train binaries of commits "
+            f"{', '.join(commits)}), by `python3 experiments/report.py`. Each line of the results "
+            "file holds the exact `train` command of its cell; `python3 experiments/run.py "
+            "queue --plan all` re-runs the missing ones."]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--chart", default=os.path.join(ROOT, "build", "examples", "chart"))
+    ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; fail if RESULTS.md or README.md differ from the results")
+    a = ap.parse_args()
+    rows = load()
+    if not rows:
+        raise SystemExit("report.py: no results yet")
+    curves = draw_curves(rows, a.chart, draw=not a.check)
+    seed, _ = seed_section(rows)
+    body = (provenance(rows) + [""] + seed + [""] + cv_section(rows) + [""] +
+            paired_section(rows) + [""] + time_to_target(rows) + [""])
+    if curves:
+        body += ["Learning curves (validation Dice per epoch; numbers only, no image data):", ""]
+        body += [f"![{os.path.basename(c)}]({c})" for c in curves] + [""]
+    # Image links are relative to the repository root (README); RESULTS.md sits in experiments/.
+    results_md = ("# Fingernail results\n\n" +
+                  "\n".join(line.replace("](experiments/", "](") for line in body))
+    with open(README) as f:
+        text = f.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"report.py: README.md lacks the markers {BEGIN} / {END}")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme = head + BEGIN + "\n" + "\n".join(body) + "\n" + END + tail
+    if a.check:
+        stale = [name for name, path, want in (("experiments/RESULTS.md", OUT_MD, results_md),
+                                               ("README.md", README, readme))
+                 if not os.path.exists(path) or open(path).read() != want]
+        if stale:
+            raise SystemExit("report.py: " + " and ".join(stale) + " differ from "
+                             "experiments/results.jsonl; run python3 experiments/report.py")
+        print("report.py: RESULTS.md and README.md match experiments/results.jsonl")
+        return
+    with open(OUT_MD, "w") as f:
+        f.write(results_md)
+    print(f"wrote {os.path.relpath(OUT_MD, ROOT)}")
+    if not a.no_readme:
+        with open(README, "w") as f:
+            f.write(readme)
+        print("updated README.md")
+
+
+if __name__ == "__main__":
+    main()
