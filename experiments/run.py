@@ -74,11 +74,13 @@ def plans():
                              for m in ("crunet_res_lw", "crunet_res_plain_lw")]
         p[f"cv-res-{d}"] = [make_cell("cv", "unet2d_res_lw", d, fold=f) for f in range(CV["folds"])]
     p["final"] = [make_cell("final", "crunet_res_lw", "d12")]
-    # Order: CR-UNet-Res LW's folds on D1+D2, the shipped weights, the ablation's folds (the SRNN
+    # Order: CR-UNet-Res LW's folds on D1+D2 (the shipped weights after three of them: the CPU of
+    # the first session was shared and slow), the ablation's folds (the SRNN
     # question), U-Net2D-Res LW, the seed table's CPU cells, then D1 and the HW seed cells.
     srnn = p["cv-srnn-d12"]
-    p["all"] = ([c for c in srnn if c["model"] == "crunet_res_lw"] + p["final"] +
-                [c for c in srnn if c["model"] != "crunet_res_lw"] + p["cv-res-d12"] +
+    lw = [c for c in srnn if c["model"] == "crunet_res_lw"]
+    p["all"] = (lw[:3] + p["final"] + lw[3:] + [c for c in srnn if c["model"] != "crunet_res_lw"] +
+                p["cv-res-d12"] +
                 p["seed-lw"] + p["cv-srnn-d1"] + p["cv-res-d1"] + p["seed-hw"])
     return p
 
