@@ -44,7 +44,8 @@ struct LoadedData {
   std::vector<std::size_t> counts;  // samples per dataset, in order
 };
 
-inline LoadedData load_datasets(const cli::Parser& p) {
+// `verbose`: print each folder's summary (one rank of a distributed job does).
+inline LoadedData load_datasets(const cli::Parser& p, bool verbose = true) {
   unetsrnn::DatasetOptions opt;
   opt.height = p.get_int("--height");
   opt.width = p.get_int("--width");
@@ -54,7 +55,7 @@ inline LoadedData load_datasets(const cli::Parser& p) {
   LoadedData out;
   for (const std::string& dir : dataset_dirs(p)) {
     unetsrnn::FolderDataset ds(dir, opt);
-    std::printf("%s\n", ds.summary().c_str());
+    if (verbose) std::printf("%s\n", ds.summary().c_str());
     if (ds.empty()) throw std::invalid_argument("dataset '" + dir + "' has no usable pairs");
     out.counts.push_back(ds.size());
     for (auto& s : ds.take_samples()) out.samples.push_back(std::move(s));

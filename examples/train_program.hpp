@@ -1,12 +1,44 @@
 #pragma once
 // The train program (see --help): options, and the run on device Dev.
 #include <cstdio>
+#include <memory>
+#include <stdexcept>
 #include <unetsrnn/train/trainer.hpp>
+#ifdef UNETSRNN_EXAMPLES_MPI
+#include <unetsrnn/dist/mpi.hpp>
+#endif
+#if defined(UNETSRNN_EXAMPLES_NCCL) && defined(__CUDACC__)
+#include <unetsrnn/dist/nccl.cuh>
+#endif
 
 #include "common.hpp"
 #include "device.hpp"
 
 namespace examples {
+
+// --distributed, or a launch by mpirun (several ranks): the data-parallel transport of device Dev
+// (MPI on the CPU, NCCL on the GPU); null for one process.
+template <class Dev>
+std::unique_ptr<unetsrnn::Communicator<Dev>> make_communicator(const cli::Parser& p) {
+  if (!p.has("--distributed") && !unetsrnn::launched_by_mpi()) return nullptr;
+  if constexpr (std::is_same_v<Dev, unetsrnn::Cpu>) {
+#ifdef UNETSRNN_EXAMPLES_MPI
+    return std::make_unique<unetsrnn::MpiCommunicator>();
+#else
+    throw std::runtime_error(
+        "--distributed (or a start by mpirun): this build has no MPI: install an MPI for C++ "
+        "(Debian: libopenmpi-dev) and rebuild");
+#endif
+  } else {
+#if defined(UNETSRNN_EXAMPLES_NCCL) && defined(__CUDACC__)
+    return std::make_unique<unetsrnn::NcclCommunicator>();
+#else
+    throw std::runtime_error(
+        "--distributed --device cuda: this build has no NCCL transport (needs MPI, nvcc and "
+        "NCCL found at configure time)");
+#endif
+  }
+}
 
 inline cli::Parser train_parser() {
   cli::Parser p("train", "Train a U-Net / CR-UNet on one or more image+mask folders.");
@@ -44,6 +76,9 @@ inline cli::Parser train_parser() {
   p.flag("--no-shuffle", "keep the batch order fixed");
   p.flag("--no-plateau", "disable ReduceLROnPlateau (factor 0.8, patience 3)");
   p.flag("--quiet", "no progress bar");
+  p.flag("--distributed",
+         "data parallel over the ranks of an MPI job (automatic when mpirun starts several): "
+         "--batch is the global batch, split over the ranks; rank 0 writes the files");
   add_dataset_options(p);
   add_device_option(p);
   return p;
@@ -94,20 +129,37 @@ int train_body(const cli::Parser& p) {
   o.progress = !p.has("--quiet");
   o.init_weights = p.get("--init-weights");
 
+  // Before the model: the NCCL transport picks this rank's GPU.
+  const std::unique_ptr<Communicator<Dev>> comm = make_communicator<Dev>(p);
+  const bool root = !comm || comm->is_root();
   auto model = make_model<Dev>(o.model);  // validates the name before any data is read
-  const LoadedData data = load_datasets(p);
+  const LoadedData data = load_datasets(p, root);
   Split split =
       folds >= 2
           ? kfold_splits_datasets(data.counts, folds, o.seed,
                                   p.get_double("--val-fraction"))[static_cast<std::size_t>(fold)]
           : split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
                            p.get_double("--val-fraction"));
-  std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
-              model->name().c_str(), model->parameter_count(), Dev::name,
-              std::string(to_string(o.loss)).c_str(), split.train.size(), split.val.size(),
-              split.test.size());
-  Trainer trainer(o, *model, data.samples, split);
-  const EvalResult r = trainer.run();
+  if (root)
+    std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
+                model->name().c_str(), model->parameter_count(), Dev::name,
+                std::string(to_string(o.loss)).c_str(), split.train.size(), split.val.size(),
+                split.test.size());
+  if (comm && root)
+    std::printf("data parallel over %d ranks, global batch %d\n", comm->size(), o.batch);
+  Trainer trainer(o, *model, data.samples, split, comm.get());
+  EvalResult r;
+  try {
+    r = trainer.run();
+  } catch (const std::exception& e) {
+    if (!comm || comm->size() == 1) throw;
+    // The other ranks would wait for this one: end the whole job.
+    std::fprintf(stderr, "train: error (rank %d of %d): %s\n", comm->rank(), comm->size(),
+                 e.what());
+    std::fflush(stderr);
+    comm->abort(1);
+  }
+  if (!root) return 0;
   std::printf("test Dice %.4f (threshold 0.5), %.4f (threshold 0.3), IoU %.4f on %zu images\n",
               r.dice, r.dice_at_03, r.iou, r.images);
   std::printf("wrote %s/{log.csv,curve.png,best.weights,last.weights,split.txt,result.json}\n",

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev python3-torch >/dev/null
+  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev python3-torch \
+    libopenmpi-dev openmpi-bin iproute2 >/dev/null
 fi
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_BENCHMARKS=ON

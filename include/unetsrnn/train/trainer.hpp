@@ -15,6 +15,14 @@
 // would. A checkpoint is the files ckpt/epoch-NNNN.{weights,optim} plus `checkpoint.txt`, which is
 // written last (atomically) and names the epoch: a kill at any moment leaves either the previous or
 // the new checkpoint complete.
+//
+// Data parallel (an optional Communicator, train/communicator.hpp): every rank loads the same
+// global batches (same order, same augmentation: functions of the seed, no communication), keeps
+// its contiguous share of each, and scales its logit gradient by share / batch, so that the sum of
+// the ranks' gradients is the one-process batch gradient (every loss is a mean over images). The
+// gradients are summed in buckets (GradientReducer), then every rank takes the same Adam step.
+// Validation and test metrics are computed on shards (whole batches, round robin) and summed, so
+// they equal the one-process numbers. Rank 0 alone writes files; every rank reads a checkpoint.
 #include <unistd.h>
 #include <chrono>
 #include <cmath>
@@ -31,9 +39,11 @@
 
 #include "unetsrnn/data/dataset.hpp"
 #include "unetsrnn/io/atomic_file.hpp"
+#include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/io/plot.hpp"
 #include "unetsrnn/io/weights.hpp"
 #include "unetsrnn/models/factory.hpp"
+#include "unetsrnn/train/communicator.hpp"
 #include "unetsrnn/train/loss.hpp"
 #include "unetsrnn/train/metrics.hpp"
 #include "unetsrnn/train/optim.hpp"
@@ -140,6 +150,83 @@ EvalResult evaluate(AnyModel<Dev>& model, const std::vector<Sample>& samples,
   r.recall = c.recall();
   r.mean_image_dice = at05.mean_image_dice();
   r.per_image_dice = at05.per_image_dice();
+  return r;
+}
+
+// evaluate() on shards: batch k of the one-process evaluation goes to rank k % size, and the
+// per-batch loss sums and per-image confusion counts are summed over the ranks into their global
+// slots, then reduced in the one-process order, so every rank gets the one-process result exactly.
+template <class Dev = Cpu>
+EvalResult evaluate(AnyModel<Dev>& model, const std::vector<Sample>& samples,
+                    const std::vector<std::size_t>& indices, LossKind loss_kind, int batch,
+                    Communicator<Dev>& comm) {
+  if (comm.size() == 1) return evaluate(model, samples, indices, loss_kind, batch);
+  EvalResult r;
+  if (indices.empty()) return r;
+  if (batch < 1) fail_argument("evaluate: batch must be >= 1, got ", batch);
+  const std::size_t bs = static_cast<std::size_t>(batch), m = indices.size();
+  const std::size_t batches = (m + bs - 1) / bs;
+  const std::size_t ranks = static_cast<std::size_t>(comm.size());
+  const std::size_t rank = static_cast<std::size_t>(comm.rank());
+  // Only the last batch can be short, and it stays last in every rank's list, so this rank's
+  // loader cuts exactly the one-process batches.
+  std::vector<std::size_t> mine, first_image;
+  for (std::size_t k = rank; k < batches; k += ranks) {
+    first_image.push_back(k * bs);
+    for (std::size_t i = k * bs; i < std::min(m, (k + 1) * bs); ++i) mine.push_back(indices[i]);
+  }
+  // [batches loss sums][4 counts per image at 0.5][4 per image at 0.3], doubles (exact < 2^53).
+  std::vector<double> slots(batches + 8 * m, 0.0);
+  double* loss_slot = slots.data();
+  double* counts05 = loss_slot + batches;
+  double* counts03 = counts05 + 4 * m;
+  auto put = [](double* at, const ConfusionCounts& c) {
+    at[0] = static_cast<double>(c.tp), at[1] = static_cast<double>(c.fp);
+    at[2] = static_cast<double>(c.fn), at[3] = static_cast<double>(c.tn);
+  };
+  if (!mine.empty()) {
+    LoaderOptions lo;
+    lo.batch_size = batch;
+    BatchLoader loader(samples, mine, lo);
+    Batch b;
+    HostStaging<Dev> staging;
+    std::size_t local = 0;
+    while (loader.next(b)) {
+      const std::size_t k = first_image[local++] / bs, first = k * bs;
+      CView<Cpu> logits = staging.forward(model, b.images);
+      loss_slot[k] = compute_loss(loss_kind, logits, b.masks, View<Cpu>{}) * b.images.shape().n;
+      const auto c05 = confusion_per_image(logits, b.masks, Scores::Logits, 0.5);
+      const auto c03 = confusion_per_image(logits, b.masks, Scores::Logits, 0.3);
+      for (std::size_t i = 0; i < c05.size(); ++i) {
+        put(counts05 + 4 * (first + i), c05[i]);
+        put(counts03 + 4 * (first + i), c03[i]);
+      }
+    }
+  }
+  comm.sum_host(slots);
+  auto get = [](const double* at) {
+    return ConfusionCounts{static_cast<std::uint64_t>(at[0]), static_cast<std::uint64_t>(at[1]),
+                           static_cast<std::uint64_t>(at[2]), static_cast<std::uint64_t>(at[3])};
+  };
+  double loss_sum = 0.0;
+  for (std::size_t k = 0; k < batches; ++k) loss_sum += loss_slot[k];
+  ConfusionCounts g05, g03;
+  double dice_sum = 0.0;
+  for (std::size_t i = 0; i < m; ++i) {
+    const ConfusionCounts c = get(counts05 + 4 * i);
+    g05 += c;
+    g03 += get(counts03 + 4 * i);
+    r.per_image_dice.push_back(c.dice());
+    dice_sum += c.dice();
+  }
+  r.images = m;
+  r.loss = loss_sum / static_cast<double>(m);
+  r.dice = g05.dice();
+  r.dice_at_03 = g03.dice();
+  r.iou = g05.iou();
+  r.precision = g05.precision();
+  r.recall = g05.recall();
+  r.mean_image_dice = dice_sum / static_cast<double>(m);
   return r;
 }
 
@@ -252,9 +339,11 @@ struct TrainStep {
 template <class Dev = Cpu>
 class Trainer {
  public:
+  // `comm` (optional, outlives the trainer): data-parallel training over its ranks.
   Trainer(TrainOptions options, AnyModel<Dev>& model, const std::vector<Sample>& samples,
-          Split split)
-      : o_(std::move(options)),
+          Split split, Communicator<Dev>* comm = nullptr)
+      : comm_(comm ? comm : &local_),
+        o_(std::move(options)),
         model_(model),
         samples_(samples),
         split_(std::move(split)),
@@ -274,11 +363,15 @@ class Trainer {
   };
   // Called after every optimiser step when set (tests compare devices step by step with it).
   std::function<void(const TrainStep&)> on_step;
+  // The gradient all-reduce of data-parallel training (its bucket size can be set before run()).
+  GradientReducer<Dev>& gradient_reducer() { return reducer_; }
 
   // Runs (or resumes) training; returns the test metrics of the final weights.
   EvalResult run() {
     namespace fs = std::filesystem;
-    prepare_output_dir();
+    if (!comm_->is_root()) log = [](const std::string&) {};  // rank 0 alone logs and writes
+    if (comm_->is_root()) prepare_output_dir();
+    comm_->barrier();  // the folder exists (or rank 0 failed and the job ends)
     params_ = model_.parameters();
     int start_epoch = 1;
     if (o_.resume && fs::exists(o_.out_dir / "checkpoint.txt")) {
@@ -288,17 +381,18 @@ class Trainer {
       model_.init(o_.seed);
       if (!o_.init_weights.empty()) load_weights(model_, o_.init_weights);
     }
-    write_split(o_.out_dir / "split.txt", split_, samples_,
-                str_cat("model ", model_.name(), ", seed ", o_.seed));
+    if (comm_->is_root())
+      write_split(o_.out_dir / "split.txt", split_, samples_,
+                  str_cat("model ", model_.name(), ", seed ", o_.seed));
 
-    train_detail::Progress progress(o_.progress);
+    train_detail::Progress progress(o_.progress && comm_->is_root());
     for (int epoch = start_epoch; epoch <= o_.epochs; ++epoch) {
       const auto t0 = std::chrono::steady_clock::now();
       if (cosine_) optimizer_.set_lr(cosine_->lr(epoch - 1));
       train_detail::LogRow row = train_epoch(epoch, progress);
       progress.end_line();
       if (!split_.val.empty()) {
-        const EvalResult v = evaluate(model_, samples_, split_.val, o_.loss, o_.batch);
+        const EvalResult v = evaluate(model_, samples_, split_.val, o_.loss, o_.batch, *comm_);
         row.val_loss = v.loss;
         row.val_dice = v.dice;
       } else {
@@ -312,7 +406,7 @@ class Trainer {
       if (selection > best_dice_) {
         best_dice_ = selection;
         best_epoch_ = epoch;
-        save_weights(model_, o_.out_dir / "best.weights");
+        if (comm_->is_root()) save_weights(model_, o_.out_dir / "best.weights");
       }
       log(str_cat(
           "epoch ", epoch, "/", o_.epochs, "  train loss ", train_detail::fmt(row.train_loss, 4),
@@ -345,17 +439,19 @@ class Trainer {
     row.epoch = epoch;
     row.lr = optimizer_.decayed_lr();
     while (loader.next(b)) {
+      const int n = b.images.shape().n;    // images of the (global) batch
+      const double share = take_share(b);  // b becomes this rank's share (1: one process)
       optimizer_.zero_grad(params_);
       CView<Cpu> logits = staging_.forward(model_, b.images);
       dlogits_.resize(logits.shape);
-      const double loss = compute_loss(o_.loss, logits, b.masks, dlogits_);
+      const double loss = combine_share(compute_loss(o_.loss, logits, b.masks, dlogits_), share);
       if (!std::isfinite(loss))
         fail_argument("training diverged: loss is ", loss, " at epoch ", epoch, " batch ",
                       b.number + 1, " (try a lower learning rate)");
-      dice.add_logits(logits, b.masks);
+      if (share > 0.0) dice.add_logits(logits, b.masks);
       staging_.backward(model_, dlogits_);
+      reducer_.reduce(*comm_, params_);
       optimizer_.step(params_);
-      const int n = b.images.shape().n;
       if (on_step) on_step(TrainStep{epoch, b.number, optimizer_.iterations(), n, loss});
       loss_sum += loss * n;
       seen += static_cast<std::size_t>(n);
@@ -369,7 +465,7 @@ class Trainer {
                       dice.global_dice(), rate, remaining);
     }
     row.train_loss = loss_sum / static_cast<double>(seen);
-    row.train_dice = dice.global_dice();
+    row.train_dice = summed_dice(dice);
     return row;
   }
 
@@ -399,6 +495,8 @@ class Trainer {
 
   void save_checkpoint(int epoch) {
     namespace fs = std::filesystem;
+    check_ranks_agree(epoch);
+    if (!comm_->is_root()) return;
     save_weights(model_, epoch_file(epoch, "weights"));
     write_file_atomic(epoch_file(epoch, "optim"),
                       [&](std::ostream& out) { optimizer_.save_state(out); });
@@ -463,13 +561,14 @@ class Trainer {
   }
 
   EvalResult finish() {
-    EvalResult final_result = evaluate(model_, samples_, split_.test, o_.loss, o_.batch);
+    comm_->barrier();  // rank 0 has written best.weights
+    EvalResult final_result = evaluate(model_, samples_, split_.test, o_.loss, o_.batch, *comm_);
     EvalResult best_result;
     const bool have_best = std::filesystem::exists(o_.out_dir / "best.weights");
     if (have_best && !split_.test.empty()) {
       auto best = make_model<Dev>(model_.name());
       load_weights(*best, o_.out_dir / "best.weights");
-      best_result = evaluate(*best, samples_, split_.test, o_.loss, o_.batch);
+      best_result = evaluate(*best, samples_, split_.test, o_.loss, o_.batch, *comm_);
     }
     using train_detail::fmt;
     using train_detail::json_string;
@@ -499,10 +598,78 @@ class Trainer {
         ",\n  \"test_threshold\": 0.5", ",\n  \"test\": ", metrics(final_result),
         ",\n  \"test_best_weights\": ",
         have_best && !split_.test.empty() ? metrics(best_result) : std::string("null"), "\n}\n");
-    write_file_atomic(o_.out_dir / "result.json", json);
+    if (comm_->is_root()) write_file_atomic(o_.out_dir / "result.json", json);
     return final_result;
   }
 
+  // --- data parallel (no-ops for one process) ---
+
+  // Replaces the global batch b by this rank's contiguous share and returns share / batch. A rank
+  // whose share is empty (a short last batch) keeps the first image as a stand-in with weight 0, so
+  // that it runs the same forward/backward and contributes zeros to the sums.
+  double take_share(Batch& b) {
+    if (comm_->size() == 1) return 1.0;
+    const int n = b.images.shape().n;
+    const Share s = share_of(static_cast<std::size_t>(n), comm_->rank(), comm_->size());
+    const double weight = static_cast<double>(s.size()) / n;
+    const std::size_t begin = s.size() ? s.begin : 0, count = s.size() ? s.size() : 1;
+    auto slice = [&](const Tensor<Cpu>& all) {
+      const Shape a = all.shape();
+      Tensor<Cpu> part(Shape{static_cast<int>(count), a.c, a.h, a.w});
+      std::copy(all.data() + begin * a.image_size(), all.data() + (begin + count) * a.image_size(),
+                part.data());
+      return part;
+    };
+    share_.images = slice(b.images);
+    share_.masks = slice(b.masks);
+    share_.indices.assign(b.indices.begin() + static_cast<std::ptrdiff_t>(begin),
+                          b.indices.begin() + static_cast<std::ptrdiff_t>(begin + count));
+    share_.number = b.number;
+    std::swap(b, share_);
+    return weight;
+  }
+  // The batch loss from this rank's share loss: scales the share's logit gradient by its weight
+  // (the ranks' gradients then sum to the batch gradient) and sums weight * loss over the ranks.
+  double combine_share(double share_loss, double weight) {
+    if (comm_->size() == 1) return share_loss;
+    const float w = static_cast<float>(weight);
+    for (float& g : dlogits_) g *= w;
+    double loss = weight > 0.0 ? share_loss * weight : 0.0;
+    comm_->sum_host(&loss, 1);
+    return loss;
+  }
+  // Global Dice of counts summed over the ranks.
+  double summed_dice(const SegmentationMetrics& m) {
+    if (comm_->size() == 1) return m.global_dice();
+    const ConfusionCounts& c = m.global();
+    double v[4] = {static_cast<double>(c.tp), static_cast<double>(c.fp), static_cast<double>(c.fn),
+                   static_cast<double>(c.tn)};
+    comm_->sum_host(v, 4);
+    return ConfusionCounts{static_cast<std::uint64_t>(v[0]), static_cast<std::uint64_t>(v[1]),
+                           static_cast<std::uint64_t>(v[2]), static_cast<std::uint64_t>(v[3])}
+        .dice();
+  }
+  // Every rank must hold the same weights (same sums, same Adam step): compares a CRC-32 of them
+  // across the ranks (sums of its 16-bit halves and their squares agree only if all are equal).
+  void check_ranks_agree(int epoch) {
+    if (comm_->size() == 1) return;
+    std::uint32_t crc = 0;
+    for (auto& p : params_) {
+      const Tensor<Cpu> host = p.param->value.to_host();
+      crc = crc32_update(crc, host.data(), host.size() * sizeof(float));
+    }
+    const double hi = crc >> 16, lo = crc & 0xffffu, n = comm_->size();
+    double v[4] = {hi, lo, hi * hi, lo * lo};
+    comm_->sum_host(v, 4);
+    if (v[0] != n * hi || v[1] != n * lo || v[2] != n * hi * hi || v[3] != n * lo * lo)
+      fail_argument("data-parallel training: the ranks' weights differ after epoch ", epoch,
+                    " (the transport's sums are not the same on every rank)");
+  }
+
+  LocalCommunicator<Dev> local_;  // the one-process default
+  Communicator<Dev>* comm_;
+  GradientReducer<Dev> reducer_;
+  Batch share_;  // this rank's share of the current batch (data parallel)
   TrainOptions o_;
   AnyModel<Dev>& model_;
   const std::vector<Sample>& samples_;
