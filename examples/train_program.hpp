@@ -1,6 +1,8 @@
 #pragma once
 // The train program (see --help): options, and the run on device Dev.
 #include <cstdio>
+#include <limits>
+#include <memory>
 #include <unetsrnn/train/trainer.hpp>
 
 #include "common.hpp"
@@ -41,6 +43,8 @@ inline cli::Parser train_parser() {
 template <class Dev>
 int train_body(const cli::Parser& p) {
   using namespace unetsrnn;
+  // Every option is checked (usage errors, exit 2) before the output folder is locked and before
+  // any data is read.
   if (p.get("--out").empty()) p.usage_error("--out DIR is required");
   const std::string protocol = p.get("--protocol");
   if (protocol != "default" && protocol != "seed")
@@ -49,20 +53,26 @@ int train_body(const cli::Parser& p) {
   // In the seed protocol the original's settings replace the defaults; explicit options still
   // win.
   auto int_opt = [&](const char* name, int seed_value) {
-    return p.has(name) || !seed_protocol ? p.get_int(name) : seed_value;
+    return p.has(name) || !seed_protocol ? p.get_int_in(name, 1) : seed_value;
   };
-  auto num_opt = [&](const char* name, double seed_value) {
-    return p.has(name) || !seed_protocol ? p.get_double(name) : seed_value;
+  auto num_opt = [&](const char* name, double seed_value, bool zero_allowed) {
+    return p.has(name) || !seed_protocol
+               ? p.get_double_in(name, 0.0, std::numeric_limits<double>::infinity(), !zero_allowed)
+               : seed_value;
   };
 
   TrainOptions o;
   o.model = p.get("--model");
-  o.loss = parse_loss(p.get("--loss"));
+  try {
+    o.loss = parse_loss(p.get("--loss"));
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--loss: ") + e.what());
+  }
   o.epochs = int_opt("--epochs", 220);
   o.batch = int_opt("--batch", 2);
-  o.adam.lr = num_opt("--lr", 1e-5);
-  o.adam.decay = num_opt("--decay", 1.99e-7);
-  o.seed = static_cast<std::uint64_t>(p.get_int("--seed"));
+  o.adam.lr = num_opt("--lr", 1e-5, false);
+  o.adam.decay = num_opt("--decay", 1.99e-7, true);
+  o.seed = static_cast<std::uint64_t>(p.get_int_in("--seed", 0));
   o.shuffle = !(p.has("--no-shuffle") || seed_protocol);
   o.augmentation.enabled = p.has("--augment");
   o.plateau = !p.has("--no-plateau");
@@ -73,11 +83,36 @@ int train_body(const cli::Parser& p) {
   o.resume = p.has("--resume");
   o.progress = !p.has("--quiet");
   o.init_weights = p.get("--init-weights");
+  const double test_fraction = p.get_double_in("--test-fraction", 0.0, 1.0, false, true);
+  const double val_fraction = p.get_double_in("--val-fraction", 0.0, 1.0, false, true);
+  try {
+    check_train_options(o);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(e.what());
+  }
+  const DatasetOptions data_options = dataset_options(p);
+  const std::vector<std::string> dirs = dataset_dirs(p);
 
-  auto model = make_model<Dev>(o.model);  // validates the name before any data is read
-  const LoadedData data = load_datasets(p);
-  Split split = split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
-                               p.get_double("--val-fraction"));
+  std::unique_ptr<AnyModel<Dev>> model;
+  try {
+    model = make_model<Dev>(o.model);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--model: ") + e.what());
+  }
+  if (!o.init_weights.empty()) {  // fully checked now, loaded by the trainer
+    const WeightsHeader init = read_weights_header(o.init_weights);
+    if (init.model_name != model->name())
+      throw std::invalid_argument("--init-weights '" + o.init_weights + "' holds model '" +
+                                  init.model_name + "', not '" + model->name() + "'");
+  }
+  // One writer per run folder, from before the data is read to the end of the run.
+  RunFolder folder = RunFolder::open(o.out_dir);
+  check_run_folder(o.out_dir, o.resume);
+
+  LoadedData data = load_datasets(dirs, data_options);
+  Split split = split_datasets(data.counts, test_fraction, o.seed, val_fraction);
+  o.fingerprint = std::move(data.fingerprint);
+  o.fingerprint.add("test_fraction", test_fraction).add("val_fraction", val_fraction);
   std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
               model->name().c_str(), model->parameter_count(), Dev::name,
               std::string(to_string(o.loss)).c_str(), split.train.size(), split.val.size(),
