@@ -2,102 +2,16 @@
 // partial output; a training run killed with SIGKILL resumes to the same final weights.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
-#include <unetsrnn/data/synthetic.hpp>
-#include <unetsrnn/io/image.hpp>
 #include <vector>
 
+#include "cli_harness.hpp"
+
 namespace fs = std::filesystem;
-
-namespace {
-
-const fs::path kExamples = fs::path(UNETSRNN_BINARY_DIR) / "examples";
-
-struct Run {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// A scratch folder, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("unetsrnn-cli-" + tag + "-" + std::to_string(getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-pid_t spawn(const std::string& program, const std::vector<std::string>& args, const fs::path& out,
-            const fs::path& err) {
-  const fs::path exe = kExamples / program;
-  REQUIRE_MESSAGE(fs::exists(exe), "example program not built: ", exe.string());
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv{const_cast<char*>(exe.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
-    setenv("OMP_NUM_THREADS", "2", 1);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& scratch) {
-  const fs::path out = scratch / (program + ".stdout"), err = scratch / (program + ".stderr");
-  const pid_t pid = spawn(program, args, out, err);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Run r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
-
-// Files under dir (recursively), for "no partial output" checks.
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir).string());
-  return out;
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-// A small valid dataset: n synthetic pairs of h x w written as PNGs.
-void make_dataset(const fs::path& dir, int n, int h = 32, int w = 32) {
-  unetsrnn::write_synthetic(dir, static_cast<std::size_t>(n), h, w, 7);
-}
-
-void expect_failure(const Run& r, const std::string& needle) {
-  INFO("stderr: ", r.err);
-  CHECK(r.exit_code != 0);
-  CHECK(r.err.find(needle) != std::string::npos);
-}
-
-}  // namespace
+using namespace cli_harness;
 
 TEST_CASE("--help works and unknown options are rejected") {
   TempDir tmp("help");
@@ -215,9 +129,9 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
                     tmp.path);
   INFO("predict stderr: ", p.err);
   CHECK(p.exit_code == 0);
-  const unetsrnn::Image mask = unetsrnn::load_image(pred / "synth_00000_mask.png", 1);
+  const unetsrnn::Image mask = unetsrnn::load_image(pred / "synth_00000.png_mask.png", 1);
   CHECK(mask.width == 32);
-  CHECK(fs::exists(pred / "synth_00000_overlay.png"));
+  CHECK(fs::exists(pred / "synth_00000.png_overlay.png"));
 
   // Bad weights: missing, corrupt, wrong model for the run being resumed.
   const fs::path pred2 = tmp.path / "pred2";
