@@ -1,17 +1,15 @@
 // End-to-end tests of the example programs: bad input gives a clear message, a non-zero exit and no
-// partial output; a training run killed with SIGKILL resumes to the same final weights.
+// partial output (test_cli_hardening.cpp has more; test_fault_injection.cpp kills and resumes).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-#include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "cli_harness.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
-using namespace cli_harness;
+using namespace test_support;
 
 TEST_CASE("--help works and unknown options are rejected") {
   TempDir tmp("help");
@@ -153,48 +151,4 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
            "32", "--width", "32", "--model", "crunet_res_lw", "--resume", "--quiet"},
           tmp.path);
   expect_failure(wrong, "unet2d_lw");
-}
-
-TEST_CASE("a run killed with SIGKILL resumes to the same final weights") {
-  TempDir tmp("resume");
-  make_dataset(tmp.path / "d", 16);
-  auto args = [&](const fs::path& out, bool resume) {
-    std::vector<std::string> a{"--data",   (tmp.path / "d").string(),
-                               "--out",    out.string(),
-                               "--epochs", "4",
-                               "--height", "32",
-                               "--width",  "32",
-                               "--model",  "unet2d_lw",
-                               "--quiet",  "--augment"};
-    if (resume) a.push_back("--resume");
-    return a;
-  };
-  const fs::path straight = tmp.path / "straight", killed = tmp.path / "killed";
-  REQUIRE(run("train", args(straight, false), tmp.path).exit_code == 0);
-
-  // Start the second run, wait for its first checkpoint, then SIGKILL it mid-training.
-  const pid_t pid = spawn("train", args(killed, false), tmp.path / "k.out", tmp.path / "k.err");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  bool checkpointed = false;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(killed / "checkpoint.txt")) {
-      checkpointed = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  REQUIRE(checkpointed);
-  const std::string state = slurp(killed / "checkpoint.txt");
-  INFO("checkpoint at kill: ", state);
-  CHECK(state.find("epoch 4") == std::string::npos);  // it really was interrupted
-
-  const Run resumed = run("train", args(killed, true), tmp.path);
-  INFO("resume stdout: ", resumed.out, "\nstderr: ", resumed.err);
-  REQUIRE(resumed.exit_code == 0);
-  CHECK(resumed.out.find("resumed from epoch") != std::string::npos);
-  CHECK(slurp(killed / "last.weights") == slurp(straight / "last.weights"));
-  CHECK(slurp(killed / "log.csv").size() > 0);
 }

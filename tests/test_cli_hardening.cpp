@@ -20,10 +20,10 @@
 #include <unetsrnn/io/weights.hpp>
 #include <vector>
 
-#include "cli_harness.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
-using namespace cli_harness;
+using namespace test_support;
 
 namespace {
 
@@ -124,15 +124,6 @@ std::string with_first_value(std::string w, float value) {
   w.replace(at, 4, bits);
   w.replace(w.size() - 4, 4, le32(unetsrnn::crc32(w.data(), w.size() - 4)));
   return w;
-}
-
-// The id of a process that has ended.
-pid_t dead_pid() {
-  std::fflush(stdout);
-  const pid_t pid = fork();
-  if (pid == 0) _exit(0);
-  waitpid(pid, nullptr, 0);
-  return pid;
 }
 
 std::vector<std::string> train_args(const fs::path& data, const fs::path& out,

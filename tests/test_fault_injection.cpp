@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include "cli_harness.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
-using namespace cli_harness;
+using namespace test_support;
 
 TEST_CASE("kill -9 at random points, resume each time: the same final weights, nothing stray") {
   TempDir tmp("faults");

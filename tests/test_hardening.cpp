@@ -24,48 +24,13 @@
 #include "unetsrnn/models/factory.hpp"
 #include "unetsrnn/train/checkpoint.hpp"
 #include "unetsrnn/train/trainer.hpp"
+#include "test_support.hpp"
 
 using namespace unetsrnn;
+using namespace test_support;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           str_cat("unetsrnn_hardening_", tag, "_", ::getpid(), "_", counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // Runs fn in a child process; its exit code (fn's return value), or 128 + signal.
 template <class Fn>
@@ -77,14 +42,6 @@ int in_child(Fn&& fn) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-pid_t dead_pid() {
-  std::fflush(stdout);
-  const pid_t pid = fork();
-  if (pid == 0) _exit(0);
-  waitpid(pid, nullptr, 0);
-  return pid;
 }
 
 // An image with a distinct value in every sample.
@@ -270,6 +227,8 @@ TEST_CASE("16-bit PNM: big-endian samples, channels converted as stb 2.28 does (
   CHECK(grey_alpha.at(0, 1, 1) == 1.0f);
   CHECK(decode(p5, 0).at(0, 0, 0) == 0x1234 / 65535.0f);
   // Truncated pixel data is refused (stb 2.27 would return uninitialised samples).
+  CHECK(contains(error_of([&] { decode("P5\n2147483648 1\n255\n", 1); }),
+                 "corrupt PNM header: a number larger than 2147483647"));
   for (const std::string& cut :
        {p5.substr(0, p5.size() - 1), p6.substr(0, 14), std::string("P5\n1 1\n255\n")})
     CHECK(contains(error_of([&] { decode(cut, 3); }), "truncated PNM"));

@@ -34,6 +34,7 @@
 // counter-clockwise before resizing, its mask alike.
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
@@ -586,8 +587,10 @@ inline void write_split(const std::filesystem::path& path, const Split& split,
 }
 
 inline std::vector<SplitEntry> read_split(const std::filesystem::path& path) {
+  errno = 0;
   std::ifstream in(path);
-  if (!in) fail_format("cannot open split file '", path.string(), "'");
+  if (!in)
+    fail_format("cannot open split file '", path.string(), "': ", detail::last_os_error(errno));
   std::vector<SplitEntry> entries;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

@@ -196,6 +196,7 @@ struct PnmLayout {
   std::size_t data_offset = 0;
   std::uint64_t data_bytes = 0;
   bool sixteen_bit = false;
+  bool number_overflows = false;  // a header number stb would overflow an int with
 };
 inline std::optional<PnmLayout> pnm_layout(const unsigned char* data, std::size_t size) {
   if (size < 2 || data[0] != 'P' || (data[1] != '5' && data[1] != '6')) return std::nullopt;
@@ -214,10 +215,15 @@ inline std::optional<PnmLayout> pnm_layout(const unsigned char* data, std::size_
       while (!at_eof() && c != '\n' && c != '\r') c = get8();
     }
   };
+  PnmLayout layout;
   auto integer = [&] {
     std::uint64_t v = 0;
     while (!at_eof() && c >= '0' && c <= '9') {
-      v = std::min<std::uint64_t>(v * 10 + static_cast<std::uint64_t>(c - '0'), 1u << 31);
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+      if (v > static_cast<std::uint64_t>(INT_MAX)) {
+        layout.number_overflows = true;
+        v = static_cast<std::uint64_t>(INT_MAX);
+      }
       c = get8();
     }
     return v;
@@ -228,10 +234,11 @@ inline std::optional<PnmLayout> pnm_layout(const unsigned char* data, std::size_
   const std::uint64_t height = integer();
   skip_whitespace();
   const std::uint64_t max_value = integer();
-  PnmLayout layout;
   layout.sixteen_bit = max_value > 255;
   layout.data_offset = pos;
-  layout.data_bytes = width * height * channels * (layout.sixteen_bit ? 2 : 1);
+  // stb refuses sides above 2^24 itself; below, the product cannot overflow.
+  if (width <= (1u << 24) && height <= (1u << 24))
+    layout.data_bytes = width * height * channels * (layout.sixteen_bit ? 2 : 1);
   return layout;
 }
 
@@ -239,9 +246,12 @@ inline std::optional<PnmLayout> pnm_layout(const unsigned char* data, std::size_
 // fuzzing found and that a file can trigger (all fixed in stb 2.28).
 inline std::string stb_unsafe_reason(const unsigned char* data, std::size_t size) {
   if (std::string jpeg = jpeg_unsafe_reason(data, size); !jpeg.empty()) return jpeg;
+  const auto pnm = pnm_layout(data, size);
+  if (!pnm) return {};
+  // A header number beyond an int overflows stb's parser (undefined behaviour).
+  if (pnm->number_overflows) return "corrupt PNM header: a number larger than 2147483647";
   // A PNM shorter than its header says is returned with uninitialised samples.
-  if (const auto pnm = pnm_layout(data, size);
-      pnm && pnm->data_bytes > 0 && pnm->data_offset + pnm->data_bytes > size)
+  if (pnm->data_bytes > 0 && pnm->data_offset + pnm->data_bytes > size)
     return str_cat("truncated PNM: its pixels need ", pnm->data_bytes, " bytes, the file has ",
                    size > pnm->data_offset ? size - pnm->data_offset : 0);
   return {};

@@ -19,8 +19,9 @@
 // Safety: the output folder is locked for the run (RunFolder: a second writer fails at once), the
 // checkpoint stores the run's fingerprint (fingerprint.hpp) and a resume with other data or options
 // is refused saying what differs; --resume without a checkpoint is an error. A non-finite loss,
-// logit or validation loss stops the run (TrainingDiverged) with the last good checkpoint kept. A
-// fresh run that fails before its first checkpoint removes what it wrote, so it leaves nothing.
+// logit, weight or validation loss stops the run (TrainingDiverged) with the last good checkpoint
+// kept. A fresh run that fails before its first checkpoint removes what it wrote (and the folders
+// it created), so it leaves nothing.
 #include <unistd.h>
 #include <chrono>
 #include <cmath>
@@ -127,7 +128,7 @@ inline void check_run_folder(const std::filesystem::path& out_dir, bool resume) 
                   "choose another folder");
 }
 
-// A training that produced a non-finite loss, logit or validation loss.
+// A training that produced a non-finite loss, logit, weight or validation loss.
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

@@ -1,7 +1,8 @@
 #pragma once
-// Running the example programs from tests: spawn with captured stdout/stderr, exit code and peak
-// memory; scratch folders; small synthetic datasets. UNETSRNN_EXAMPLES_DIR overrides where the
-// programs are (e.g. to run these tests against another build of them).
+// What several test files share: scratch folders, file bytes, error messages, and running the
+// example programs (captured stdout/stderr, exit code and peak memory) on small synthetic
+// datasets. UNETSRNN_EXAMPLES_DIR overrides where the programs are (e.g. to run these tests
+// against another build of them).
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -10,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -19,7 +21,7 @@
 #include <unetsrnn/io/image.hpp>
 #include <vector>
 
-namespace cli_harness {
+namespace test_support {
 
 namespace fs = std::filesystem;
 
@@ -48,15 +50,44 @@ inline void write_bytes(const fs::path& p, const std::string& bytes) {
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("unetsrnn-cli-" + tag + "-" + std::to_string(getpid()));
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("unetsrnn-test-" + tag + "-" + std::to_string(getpid()) +
+                                        "-" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   ~TempDir() {
     std::error_code ignored;
     fs::remove_all(path, ignored);
   }
 };
+
+// The message of the exception fn() throws, or "no error".
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// The id of a process that has ended.
+inline pid_t dead_pid() {
+  std::fflush(stdout);  // or the child writes the parent's buffered output again
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  return pid;
+}
 
 // Starts `program` with `args`; stdout and stderr go to the files. `in_child` runs in the child
 // before exec (e.g. setrlimit).
@@ -125,4 +156,4 @@ inline void expect_failure(const Run& r, const std::string& needle) {
   CHECK(r.err.find(needle) != std::string::npos);
 }
 
-}  // namespace cli_harness
+}  // namespace test_support
