@@ -1,10 +1,13 @@
 #pragma once
 // A small command-line parser shared by the example programs: declared options with defaults,
 // --help, and clear errors (unknown option, missing or malformed value) with exit code 2.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -96,6 +99,35 @@ class Parser {
     } catch (const std::exception&) {
     }
     usage_error("option '" + name + "' needs a number, got '" + v + "'");
+  }
+
+  // An integer option in [lo, hi]; anything else is a usage error naming the option.
+  int get_int_in(const std::string& name, int lo, int hi = std::numeric_limits<int>::max()) const {
+    const int v = get_int(name);
+    if (v < lo || v > hi)
+      usage_error("option '" + name + "' must be an integer " +
+                  (hi == std::numeric_limits<int>::max()
+                       ? ">= " + std::to_string(lo)
+                       : "in " + std::to_string(lo) + ".." + std::to_string(hi)) +
+                  ", got '" + get(name) + "'");
+    return v;
+  }
+  // A finite number with lo <= v (lo < v when lo_open) and v <= hi (v < hi when hi_open).
+  double get_double_in(const std::string& name, double lo, double hi, bool lo_open = false,
+                       bool hi_open = false) const {
+    const double v = get_double(name);
+    const bool ok =
+        std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    if (!ok) {
+      std::ostringstream range;
+      range << "a finite number ";
+      if (std::isinf(hi))
+        range << (lo_open ? "> " : ">= ") << lo;
+      else
+        range << "in " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]");
+      usage_error("option '" + name + "' must be " + range.str() + ", got '" + get(name) + "'");
+    }
+    return v;
   }
 
   [[noreturn]] void usage_error(const std::string& message) const {

@@ -2,11 +2,14 @@
 // The demo program (see --help): options, and the run on device Dev.
 #include <algorithm>
 #include <cstdio>
+#include <limits>
+#include <memory>
 #include <unetsrnn/data/synthetic.hpp>
 #include <unetsrnn/io/image.hpp>
 #include <unetsrnn/train/trainer.hpp>
 
 #include "cli.hpp"
+#include "common.hpp"
 #include "device.hpp"
 
 namespace examples {
@@ -34,38 +37,59 @@ inline cli::Parser demo_parser() {
 template <class Dev>
 int demo_body(const cli::Parser& p) {
   using namespace unetsrnn;
-  const int h = p.get_int("--height"), w = p.get_int("--width");
-  const int count = p.get_int("--images");
-  if (count < 10) p.usage_error("--images must be at least 10");
-  const auto seed = static_cast<std::uint64_t>(p.get_int("--seed"));
-  const std::vector<Sample> samples =
-      generate_synthetic(static_cast<std::size_t>(count), h, w, seed);
-  const Split split = split_indices(samples.size(), 0.15, seed, 0.1);
-  std::printf("synthetic data: %zu images %dx%d -> %zu train / %zu val / %zu test\n",
-              samples.size(), h, w, split.train.size(), split.val.size(), split.test.size());
-
+  // Options first (usage errors, exit 2), then the output folder, then the work.
+  int h = 0, w = 0;
+  target_size(p, h, w);
+  const int count = p.get_int_in("--images", 10);
+  const auto seed = static_cast<std::uint64_t>(p.get_int_in("--seed", 0));
   TrainOptions o;
   o.model = p.get("--model");
-  o.loss = parse_loss(p.get("--loss"));
-  o.epochs = p.get_int("--epochs");
-  o.batch = p.get_int("--batch");
-  o.adam.lr = p.get_double("--lr");
+  try {
+    o.loss = parse_loss(p.get("--loss"));
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--loss: ") + e.what());
+  }
+  o.epochs = p.get_int_in("--epochs", 1);
+  o.batch = p.get_int_in("--batch", 1);
+  o.adam.lr = p.get_double_in("--lr", 0.0, std::numeric_limits<double>::infinity(), true);
   o.seed = seed;
   o.out_dir = p.get("--out");
+  if (o.out_dir.empty()) p.usage_error("--out DIR must not be empty");
   o.resume = p.has("--resume");
   o.progress = !p.has("--quiet");
   o.augmentation.enabled = true;  // flips and 180-degree turns: the data is small
   o.plateau_options.factor = 0.5;
   o.plateau_options.patience = 3;
-  auto model = make_model<Dev>(o.model);
+  try {
+    check_train_options(o);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(e.what());
+  }
+  std::unique_ptr<AnyModel<Dev>> model;
+  try {
+    model = make_model<Dev>(o.model);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--model: ") + e.what());
+  }
+  // One writer per run folder, for the training and the overlays after it.
+  RunFolder folder = RunFolder::open(o.out_dir);
+  check_run_folder(o.out_dir, o.resume);
+
+  const std::vector<Sample> samples =
+      generate_synthetic(static_cast<std::size_t>(count), h, w, seed);
+  const Split split = split_indices(samples.size(), 0.15, seed, 0.1);
+  std::printf("synthetic data: %zu images %dx%d -> %zu train / %zu val / %zu test\n",
+              samples.size(), h, w, split.train.size(), split.val.size(), split.test.size());
+  o.fingerprint.add("data", "synthetic")
+      .add("data.images", count)
+      .add("data.size", str_cat(h, "x", w));
   std::printf("model %s on %s, %zu parameters, %d epochs, batch %d, lr %g\n", model->name().c_str(),
               Dev::name, model->parameter_count(), o.epochs, o.batch, o.adam.lr);
   Trainer trainer(o, *model, samples, split);
   const EvalResult r = trainer.run();
 
   // Overlays of the first few test images, predicted by the final weights.
-  const std::filesystem::path overlays = o.out_dir / "overlays";
-  std::filesystem::create_directories(overlays);
+  const std::filesystem::path overlays = folder.subfolder("overlays");
   HostStaging<Dev> staging;
   for (std::size_t k = 0; k < std::min<std::size_t>(6, split.test.size()); ++k) {
     const Sample& s = samples[split.test[k]];

@@ -25,27 +25,30 @@ template <class Dev>
 int evaluate_body(const cli::Parser& p) {
   using namespace unetsrnn;
   if (p.get("--weights").empty()) p.usage_error("--weights FILE is required");
+  const std::string part = p.get("--part");
+  if (part != "train" && part != "val" && part != "test")
+    p.usage_error("--part must be train, val or test, got '" + part + "'");
+  LossKind loss = LossKind::Bce;
+  try {
+    loss = parse_loss(p.get("--loss"));
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--loss: ") + e.what());
+  }
+  const DatasetOptions data_options = dataset_options(p);
+  const std::vector<std::string> dirs = dataset_dirs(p);
   const WeightsHeader header = read_weights_header(p.get("--weights"));
   auto model = make_model<Dev>(header.model_name);
   load_weights(*model, p.get("--weights"));
-  const LoadedData data = load_datasets(p);
+  const LoadedData data = load_datasets(dirs, data_options);
   std::vector<std::size_t> indices;
   if (p.get("--split").empty()) {
     for (std::size_t i = 0; i < data.samples.size(); ++i) indices.push_back(i);
   } else {
     const Split split = resolve_split(read_split(p.get("--split")), data.samples);
-    const std::string part = p.get("--part");
-    if (part == "train")
-      indices = split.train;
-    else if (part == "val")
-      indices = split.val;
-    else if (part == "test")
-      indices = split.test;
-    else
-      p.usage_error("--part must be train, val or test, got '" + part + "'");
+    indices = part == "train" ? split.train : part == "val" ? split.val : split.test;
   }
   if (indices.empty()) throw std::invalid_argument("nothing to evaluate: the chosen part is empty");
-  const EvalResult r = evaluate(*model, data.samples, indices, parse_loss(p.get("--loss")));
+  const EvalResult r = evaluate(*model, data.samples, indices, loss);
   using train_detail::fmt;
   std::string json =
       str_cat("{\"model\": \"", model->name(), "\", \"images\": ", r.images,

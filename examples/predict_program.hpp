@@ -5,27 +5,89 @@
 #include <filesystem>
 #include <unetsrnn/data/dataset.hpp>
 #include <unetsrnn/io/image.hpp>
+#include <unetsrnn/io/run_folder.hpp>
 #include <unetsrnn/io/weights.hpp>
 #include <unetsrnn/models/factory.hpp>
 #include <unetsrnn/ops/cpu/backend.hpp>
 #include <unetsrnn/train/trainer.hpp>
 
 #include "cli.hpp"
+#include "common.hpp"
 #include "device.hpp"
 
 namespace examples {
 
 inline cli::Parser predict_parser() {
-  cli::Parser p("predict", "Segment an image file or every image in a folder.");
+  cli::Parser p(
+      "predict",
+      "Segment an image file or every image in a folder. JPEGs are read in their EXIF "
+      "orientation; every image of a folder is tried and the failures listed at the end.");
   p.option("--weights", "FILE", "weights written by train (the model is read from the file)", "");
   p.option("--input", "PATH", "an image file or a folder of images", "");
-  p.option("--out", "DIR", "where <name>_mask.png and <name>_overlay.png go", "");
+  p.option("--out", "DIR", "where <file name>_mask.png and <file name>_overlay.png go", "");
   p.option("--height", "H", "size the model sees (multiple of 16)", "160");
   p.option("--width", "W", "size the model sees (multiple of 16)", "192");
   p.option("--threshold", "P", "foreground where the probability >= P", "0.5");
   p.flag("--no-rotate", "do not rotate portrait images for the model (as in training)");
+  add_max_megapixels_option(p);
   add_device_option(p);
   return p;
+}
+
+// Segments one image and writes <file name>_mask.png and _overlay.png at its displayed size: both
+// or, on any error, neither. Memory stays near 13 bytes per pixel of the image (see README).
+template <class Dev>
+void predict_one(unetsrnn::AnyModel<Dev>& model, unetsrnn::HostStaging<Dev>& staging,
+                 const std::filesystem::path& file, const std::filesystem::path& out,
+                 const cli::Parser& p, int h, int w, double threshold,
+                 const unetsrnn::DecodeOptions& decode) {
+  namespace fs = std::filesystem;
+  using namespace unetsrnn;
+  DecodedImage original = load_pixels(file, 3, decode);
+  const int height = original.height(), width = original.width();
+  const bool rotate = !p.has("--no-rotate") && width < height;
+  const Tensor<Cpu> x =
+      image_to_tensor(resize_bilinear(rotate ? original.rotated90() : original, h, w));
+  CView<Cpu> logits = staging.forward(model, x);
+  Image prob(h, w, 1);
+  for (std::size_t i = 0; i < prob.data.size(); ++i) prob.data[i] = cpu::sigmoid(logits.data[i]);
+  // Back to the image's geometry: undo the rotation, resize the probabilities, then threshold,
+  // one row at a time.
+  if (rotate) prob = rotate90(prob, 3);
+  ByteImage mask(height, width, 1);
+  std::size_t fg = 0;
+  resize_bilinear_rows(
+      prob.height, prob.width, 1, [&](int y, int x_, int) { return prob.at(y, x_, 0); }, height,
+      width,
+      [&](int y, const float* row) {
+        unsigned char* m = &mask.data[static_cast<std::size_t>(y) * width];
+        for (int i = 0; i < width; ++i) {
+          m[i] = row[i] >= threshold ? 255 : 0;
+          fg += m[i] != 0;
+        }
+      });
+  const std::string name = file.filename().string();  // with its extension: x.jpg, x.png differ
+  const fs::path mask_path = out / (name + "_mask.png"),
+                 overlay_path = out / (name + "_overlay.png");
+  const std::string mask_png = detail::encode_png(mask, mask_path.string());
+  std::string overlay_png;
+  {
+    const ByteImage tinted = overlay(original, mask);
+    original = DecodedImage();  // the decoded image is not needed for encoding
+    overlay_png = detail::encode_png(tinted, overlay_path.string());
+  }
+  write_file_atomic(mask_path, mask_png, Durability::Flushed);
+  try {
+    write_file_atomic(overlay_path, overlay_png, Durability::Flushed);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(mask_path, ignored);  // never a mask without its overlay
+    throw;
+  }
+  std::printf("%s: %dx%d, %.1f%% foreground -> %s, %s\n", name.c_str(), width, height,
+              100.0 * static_cast<double>(fg) / static_cast<double>(mask.data.size()),
+              mask_path.filename().string().c_str(), overlay_path.filename().string().c_str());
+  std::fflush(stdout);
 }
 
 template <class Dev>
@@ -34,10 +96,11 @@ int predict_body(const cli::Parser& p) {
   using namespace unetsrnn;
   for (const char* required : {"--weights", "--input", "--out"})
     if (p.get(required).empty()) p.usage_error(std::string(required) + " is required");
-  const int h = p.get_int("--height"), w = p.get_int("--width");
-  check_target_size(h, w);
-  const double threshold = p.get_double("--threshold");
-  if (!(threshold > 0.0 && threshold < 1.0)) p.usage_error("--threshold must be in (0, 1)");
+  int h = 0, w = 0;
+  target_size(p, h, w);
+  const double threshold = p.get_double_in("--threshold", 0.0, 1.0, true, true);
+  const DecodeOptions decode = decode_options(p);
+  // Weights and inputs are checked before the output folder is made.
   const WeightsHeader header = read_weights_header(p.get("--weights"));
   auto model = make_model<Dev>(header.model_name);
   load_weights(*model, p.get("--weights"));
@@ -54,37 +117,22 @@ int predict_body(const cli::Parser& p) {
   } else {
     throw std::invalid_argument("input '" + input.string() + "' does not exist");
   }
-  const fs::path out = p.get("--out");
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw std::invalid_argument("cannot create '" + out.string() + "': " + ec.message());
+  RunFolder out = RunFolder::open(p.get("--out"));
 
   HostStaging<Dev> staging;  // the image to the device, the logits back
+  std::vector<std::string> failures;
   for (const fs::path& file : inputs) {
-    const Image original = load_image(file, 3);
-    const bool rotate = !p.has("--no-rotate") && original.width < original.height;
-    const Image upright = rotate ? rotate90(original, 1) : original;
-    const Tensor<Cpu> x = image_to_tensor(resize_bilinear(upright, h, w));
-    CView<Cpu> logits = staging.forward(*model, x);
-    Image prob(h, w, 1);
-    for (std::size_t i = 0; i < prob.data.size(); ++i) prob.data[i] = cpu::sigmoid(logits.data[i]);
-    // Back to the file's geometry: undo the rotation, resize the probabilities, then threshold.
-    Image back =
-        resize_bilinear(rotate ? rotate90(prob, 3) : prob, original.height, original.width);
-    std::size_t fg = 0;
-    for (float& v : back.data) {
-      v = v >= threshold ? 1.0f : 0.0f;
-      fg += v > 0.5f;
+    try {
+      predict_one(*model, staging, file, out.path(), p, h, w, threshold, decode);
+    } catch (const std::exception& e) {
+      failures.push_back(file.filename().string() + ": " + e.what());
+      std::fprintf(stderr, "predict: %s: %s\n", file.string().c_str(), e.what());
     }
-    const std::string stem = file.stem().string();
-    save_png(out / (stem + "_mask.png"), back);
-    save_png(out / (stem + "_overlay.png"), overlay(original, back));
-    std::printf("%s: %dx%d, %.1f%% foreground -> %s_mask.png, %s_overlay.png\n",
-                file.filename().string().c_str(), original.width, original.height,
-                100.0 * static_cast<double>(fg) / static_cast<double>(back.data.size()),
-                stem.c_str(), stem.c_str());
   }
-  return 0;
+  if (failures.empty()) return 0;
+  std::fprintf(stderr, "predict: %zu of %zu images failed:\n", failures.size(), inputs.size());
+  for (const std::string& f : failures) std::fprintf(stderr, "  %s\n", f.c_str());
+  return 1;
 }
 
 }  // namespace examples

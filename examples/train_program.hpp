@@ -1,7 +1,9 @@
 #pragma once
 // The train program (see --help): options, and the run on device Dev.
 #include <cstdio>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <unetsrnn/train/trainer.hpp>
 #ifdef UNETSRNN_EXAMPLES_MPI
@@ -87,6 +89,8 @@ inline cli::Parser train_parser() {
 template <class Dev>
 int train_body(const cli::Parser& p) {
   using namespace unetsrnn;
+  // Every option is checked (usage errors, exit 2) before the output folder is locked and before
+  // any data is read.
   if (p.get("--out").empty()) p.usage_error("--out DIR is required");
   const std::string protocol = p.get("--protocol");
   if (protocol != "default" && protocol != "seed")
@@ -95,20 +99,26 @@ int train_body(const cli::Parser& p) {
   // In the seed protocol the original's settings replace the defaults; explicit options still
   // win.
   auto int_opt = [&](const char* name, int seed_value) {
-    return p.has(name) || !seed_protocol ? p.get_int(name) : seed_value;
+    return p.has(name) || !seed_protocol ? p.get_int_in(name, 1) : seed_value;
   };
-  auto num_opt = [&](const char* name, double seed_value) {
-    return p.has(name) || !seed_protocol ? p.get_double(name) : seed_value;
+  auto num_opt = [&](const char* name, double seed_value, bool zero_allowed) {
+    return p.has(name) || !seed_protocol
+               ? p.get_double_in(name, 0.0, std::numeric_limits<double>::infinity(), !zero_allowed)
+               : seed_value;
   };
 
   TrainOptions o;
   o.model = p.get("--model");
-  o.loss = parse_loss(p.get("--loss"));
+  try {
+    o.loss = parse_loss(p.get("--loss"));
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--loss: ") + e.what());
+  }
   o.epochs = int_opt("--epochs", 220);
   o.batch = int_opt("--batch", 2);
-  o.adam.lr = num_opt("--lr", 1e-5);
-  o.adam.decay = num_opt("--decay", 1.99e-7);
-  o.seed = static_cast<std::uint64_t>(p.get_int("--seed"));
+  o.adam.lr = num_opt("--lr", 1e-5, false);
+  o.adam.decay = num_opt("--decay", 1.99e-7, true);
+  o.seed = static_cast<std::uint64_t>(p.get_int_in("--seed", 0));
   o.shuffle = !(p.has("--no-shuffle") || seed_protocol);
   o.augmentation.enabled = p.has("--augment");
   const std::string schedule = p.get("--schedule");
@@ -116,7 +126,7 @@ int train_body(const cli::Parser& p) {
     p.usage_error("--schedule must be plateau, cosine or none, got '" + schedule + "'");
   o.plateau = schedule == "plateau" && !p.has("--no-plateau");
   o.cosine = schedule == "cosine";
-  o.cosine_min_lr = p.get_double("--min-lr");
+  o.cosine_min_lr = p.get_double_in("--min-lr", 0.0, std::numeric_limits<double>::infinity());
   const int folds = p.get_int("--folds"), fold = p.get_int("--fold");
   if (folds == 1 || folds < 0) p.usage_error("--folds must be 0 (off) or >= 2");
   if (folds >= 2 && (fold < 0 || fold >= folds))
@@ -128,18 +138,46 @@ int train_body(const cli::Parser& p) {
   o.resume = p.has("--resume");
   o.progress = !p.has("--quiet");
   o.init_weights = p.get("--init-weights");
+  const double test_fraction = p.get_double_in("--test-fraction", 0.0, 1.0, false, true);
+  const double val_fraction = p.get_double_in("--val-fraction", 0.0, 1.0, false, true);
+  try {
+    check_train_options(o);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(e.what());
+  }
+  const DatasetOptions data_options = dataset_options(p);
+  const std::vector<std::string> dirs = dataset_dirs(p);
 
   // Before the model: the NCCL transport picks this rank's GPU.
   const std::unique_ptr<Communicator<Dev>> comm = make_communicator<Dev>(p);
   const bool root = !comm || comm->is_root();
-  auto model = make_model<Dev>(o.model);  // validates the name before any data is read
-  const LoadedData data = load_datasets(p, root);
+  std::unique_ptr<AnyModel<Dev>> model;
+  try {
+    model = make_model<Dev>(o.model);
+  } catch (const std::invalid_argument& e) {
+    p.usage_error(std::string("--model: ") + e.what());
+  }
+  if (!o.init_weights.empty()) {  // fully checked now, loaded by the trainer
+    const WeightsHeader init = read_weights_header(o.init_weights);
+    if (init.model_name != model->name())
+      throw std::invalid_argument("--init-weights '" + o.init_weights + "' holds model '" +
+                                  init.model_name + "', not '" + model->name() + "'");
+  }
+  // One writer per run folder (rank 0 of a distributed job), from before the data is read to the
+  // end of the run.
+  std::optional<RunFolder> folder;
+  if (root) {
+    folder.emplace(RunFolder::open(o.out_dir));
+    check_run_folder(o.out_dir, o.resume);
+  }
+
+  LoadedData data = load_datasets(dirs, data_options, root);
   Split split =
       folds >= 2
-          ? kfold_splits_datasets(data.counts, folds, o.seed,
-                                  p.get_double("--val-fraction"))[static_cast<std::size_t>(fold)]
-          : split_datasets(data.counts, p.get_double("--test-fraction"), o.seed,
-                           p.get_double("--val-fraction"));
+          ? kfold_splits_datasets(data.counts, folds, o.seed, val_fraction)[static_cast<std::size_t>(fold)]
+          : split_datasets(data.counts, test_fraction, o.seed, val_fraction);
+  o.fingerprint = std::move(data.fingerprint);
+  o.fingerprint.add("test_fraction", test_fraction).add("val_fraction", val_fraction);
   if (root)
     std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
                 model->name().c_str(), model->parameter_count(), Dev::name,

@@ -7,9 +7,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev python3-torch \
-    libopenmpi-dev openmpi-bin iproute2 >/dev/null
+    libopenmpi-dev openmpi-bin iproute2 clang-14 libclang-rt-14-dev libomp-14-dev >/dev/null
 fi
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_BENCHMARKS=ON
+# The fuzzers (tests/fuzz, built when clang is found) run UNETSRNN_FUZZ_SECONDS each.
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_BENCHMARKS=ON \
+  -DUNETSRNN_FUZZ_SECONDS="${UNETSRNN_FUZZ_SECONDS:-30}"
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure -j 1

@@ -1,104 +1,16 @@
 // End-to-end tests of the example programs: bad input gives a clear message, a non-zero exit and no
-// partial output; a training run killed with SIGKILL resumes to the same final weights.
+// partial output (test_cli_hardening.cpp has more; test_fault_injection.cpp kills and resumes).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <string>
-#include <thread>
-#include <unetsrnn/data/synthetic.hpp>
-#include <unetsrnn/io/image.hpp>
 #include <vector>
 
+#include "test_support.hpp"
+
 namespace fs = std::filesystem;
-
-namespace {
-
-const fs::path kExamples = fs::path(UNETSRNN_BINARY_DIR) / "examples";
-
-struct Run {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// A scratch folder, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("unetsrnn-cli-" + tag + "-" + std::to_string(getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-pid_t spawn(const std::string& program, const std::vector<std::string>& args, const fs::path& out,
-            const fs::path& err) {
-  const fs::path exe = kExamples / program;
-  REQUIRE_MESSAGE(fs::exists(exe), "example program not built: ", exe.string());
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv{const_cast<char*>(exe.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
-    setenv("OMP_NUM_THREADS", "2", 1);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-Run run(const std::string& program, const std::vector<std::string>& args, const fs::path& scratch) {
-  const fs::path out = scratch / (program + ".stdout"), err = scratch / (program + ".stderr");
-  const pid_t pid = spawn(program, args, out, err);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Run r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
-
-// Files under dir (recursively), for "no partial output" checks.
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir).string());
-  return out;
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-// A small valid dataset: n synthetic pairs of h x w written as PNGs.
-void make_dataset(const fs::path& dir, int n, int h = 32, int w = 32) {
-  unetsrnn::write_synthetic(dir, static_cast<std::size_t>(n), h, w, 7);
-}
-
-void expect_failure(const Run& r, const std::string& needle) {
-  INFO("stderr: ", r.err);
-  CHECK(r.exit_code != 0);
-  CHECK(r.err.find(needle) != std::string::npos);
-}
-
-}  // namespace
+using namespace test_support;
 
 TEST_CASE("--help works and unknown options are rejected") {
   TempDir tmp("help");
@@ -216,9 +128,9 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
                     tmp.path);
   INFO("predict stderr: ", p.err);
   CHECK(p.exit_code == 0);
-  const unetsrnn::Image mask = unetsrnn::load_image(pred / "synth_00000_mask.png", 1);
+  const unetsrnn::Image mask = unetsrnn::load_image(pred / "synth_00000.png_mask.png", 1);
   CHECK(mask.width == 32);
-  CHECK(fs::exists(pred / "synth_00000_overlay.png"));
+  CHECK(fs::exists(pred / "synth_00000.png_overlay.png"));
 
   // Bad weights: missing, corrupt, wrong model for the run being resumed.
   const fs::path pred2 = tmp.path / "pred2";
@@ -240,50 +152,6 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
            "32", "--width", "32", "--model", "crunet_res_lw", "--resume", "--quiet"},
           tmp.path);
   expect_failure(wrong, "unet2d_lw");
-}
-
-TEST_CASE("a run killed with SIGKILL resumes to the same final weights") {
-  TempDir tmp("resume");
-  make_dataset(tmp.path / "d", 16);
-  auto args = [&](const fs::path& out, bool resume) {
-    std::vector<std::string> a{"--data",   (tmp.path / "d").string(),
-                               "--out",    out.string(),
-                               "--epochs", "4",
-                               "--height", "32",
-                               "--width",  "32",
-                               "--model",  "unet2d_lw",
-                               "--quiet",  "--augment"};
-    if (resume) a.push_back("--resume");
-    return a;
-  };
-  const fs::path straight = tmp.path / "straight", killed = tmp.path / "killed";
-  REQUIRE(run("train", args(straight, false), tmp.path).exit_code == 0);
-
-  // Start the second run, wait for its first checkpoint, then SIGKILL it mid-training.
-  const pid_t pid = spawn("train", args(killed, false), tmp.path / "k.out", tmp.path / "k.err");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  bool checkpointed = false;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(killed / "checkpoint.txt")) {
-      checkpointed = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  REQUIRE(checkpointed);
-  const std::string state = slurp(killed / "checkpoint.txt");
-  INFO("checkpoint at kill: ", state);
-  CHECK(state.find("epoch 4") == std::string::npos);  // it really was interrupted
-
-  const Run resumed = run("train", args(killed, true), tmp.path);
-  INFO("resume stdout: ", resumed.out, "\nstderr: ", resumed.err);
-  REQUIRE(resumed.exit_code == 0);
-  CHECK(resumed.out.find("resumed from epoch") != std::string::npos);
-  CHECK(slurp(killed / "last.weights") == slurp(straight / "last.weights"));
-  CHECK(slurp(killed / "log.csv").size() > 0);
 }
 
 TEST_CASE("train --folds K --fold F tests fold F of each dataset; --schedule cosine anneals per epoch") {

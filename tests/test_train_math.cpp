@@ -1,8 +1,14 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -10,6 +16,7 @@
 #include <vector>
 
 #include "unetsrnn/core/rng.hpp"
+#include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/layers/param.hpp"
 #include "unetsrnn/train/loss.hpp"
 #include "unetsrnn/train/metrics.hpp"
@@ -597,4 +604,105 @@ TEST_CASE("schedule state round trips") {
   CHECK_THROWS_AS(cosine_copy.load_state(wrong), FormatError);
   std::istringstream other("ReduceLROnPlateau v1 0.5 2 0 0 0 0 inf 0 0\n");
   CHECK_THROWS_AS(cosine_copy.load_state(other), FormatError);
+}
+
+TEST_CASE("optimiser state: zero dimensions and non-finite values are refused, files named") {
+  namespace fs = std::filesystem;
+  Rng rng(11);
+  std::vector<Param<Cpu>> params = make_params({{1, 3, 1, 1}, {2, 2, 1, 1}}, rng);
+  ParamList<Cpu> list = as_list(params);
+  Adam<Cpu> adam;
+  random_grads(params, rng);
+  adam.step(list);
+  std::stringstream stream;
+  adam.save_state(stream);
+  const std::string saved = stream.str();
+  // Layout: magic 8, version 4, kind 4+4, 4 hyperparameters 4+32, lr 8, iterations 8, count 4,
+  // slots 4, then the first parameter's name 4+K and dims.
+  const std::size_t name_at = 8 + 4 + 8 + 36 + 8 + 8 + 4 + 4;
+  const std::uint32_t name_length = static_cast<unsigned char>(saved[name_at]);
+  const std::size_t dims_at = name_at + 4 + name_length, values_at = dims_at + 16;
+  auto u32_le = [](std::uint32_t v) {
+    return std::string{static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+                       static_cast<char>(v >> 24)};
+  };
+  auto fixed_crc = [&](std::string s) {
+    s.resize(s.size() - 4);
+    return s + u32_le(crc32(s));
+  };
+  auto load_message = [&](const std::string& bytes) {
+    Adam<Cpu> fresh;
+    std::istringstream in(bytes);
+    try {
+      fresh.load_state(in, list);
+    } catch (const FormatError& e) {
+      CHECK_FALSE(fresh.has_state());
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+
+  std::string zero = saved;
+  zero.replace(dims_at + 4, 4, u32_le(0));
+  CHECK(load_message(fixed_crc(zero)).find("has dimension 0") != std::string::npos);
+  std::string nan = saved;
+  nan.replace(values_at + 4 * 4, 4, u32_le(0x7FC00000u));  // v of parameter 0 (m has 3 values)
+  const std::string message = load_message(fixed_crc(nan));
+  INFO(message);
+  CHECK(message.find("state tensor 1 of parameter '") != std::string::npos);
+  CHECK(message.find("holds NaN at index 1") != std::string::npos);
+  // Without a valid checksum the same edit is reported as corruption.
+  CHECK(load_message(nan).find("checksum mismatch") != std::string::npos);
+
+  // Through files: every error names the file.
+  const fs::path dir = fs::temp_directory_path() / ("unetsrnn_optim_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "epoch-0001.optim";
+  adam.save_state(file);
+  Adam<Cpu> from_file;
+  from_file.load_state(file, list);
+  CHECK(from_file.iterations() == 1);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << nan;
+  std::string error;
+  try {
+    Adam<Cpu>().load_state(file, list);
+  } catch (const FormatError& e) {
+    error = e.what();
+  }
+  CHECK(error.find("'" + file.string() + "': optimiser state: checksum mismatch") !=
+        std::string::npos);
+  try {
+    Adam<Cpu>().load_state(dir / "missing.optim", list);
+  } catch (const FormatError& e) {
+    error = e.what();
+  }
+  CHECK(error.find("cannot open optimiser state '" + (dir / "missing.optim").string() +
+                   "': No such file or directory") != std::string::npos);
+
+  // A full disk (a file size limit here) names the file and the OS reason.
+  std::vector<Param<Cpu>> large = make_params({{64, 64, 16, 1}}, rng);
+  ParamList<Cpu> large_list = as_list(large);
+  Adam<Cpu> big;
+  big.step(large_list);  // 2 x 256 KiB of state
+  rlimit old{};
+  getrlimit(RLIMIT_FSIZE, &old);
+  const auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 100'000;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  error.clear();
+  try {
+    big.save_state(dir / "full.optim");
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  CHECK(error == "cannot write '" + (dir / "full.optim").string() + "': File too large");
+  CHECK(!fs::exists(dir / "full.optim"));
+  std::size_t temporaries = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    temporaries += e.path().filename().string().find(".tmp.") != std::string::npos;
+  CHECK(temporaries == 0);
+  fs::remove_all(dir);
 }

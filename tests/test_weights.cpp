@@ -206,10 +206,10 @@ TEST_CASE("weights round trip is bit-exact, including special values") {
   saved.fill(0.5f);
   // Values a text format or a careless conversion would lose.
   saved.conv_weight.value[0] = -0.0f;
-  saved.conv_weight.value[1] = std::numeric_limits<float>::infinity();
-  saved.conv_weight.value[2] = -std::numeric_limits<float>::infinity();
+  saved.conv_weight.value[1] = std::numeric_limits<float>::lowest();
+  saved.conv_weight.value[2] = -std::numeric_limits<float>::denorm_min();
   saved.conv_weight.value[3] = std::numeric_limits<float>::denorm_min();
-  saved.conv_weight.value[4] = std::bit_cast<float>(0x7FC12345u);  // NaN with a payload
+  saved.conv_weight.value[4] = std::numeric_limits<float>::min();
   saved.conv_weight.value[5] = std::numeric_limits<float>::max();
   save_weights(saved, file);
   CHECK(dir.entries() == std::vector<std::string>{"a.weights"});
@@ -426,4 +426,60 @@ TEST_CASE("save_weights into an unwritable place leaves no partial files") {
   CHECK_THROWS_AS(save_weights(model, target), std::runtime_error);
   CHECK(dir.entries() == std::vector<std::string>{"not_a_folder"});
   CHECK(snapshot(model) == before);
+}
+
+TEST_CASE("NaN and infinity are refused on saving and on loading, naming the tensor") {
+  TempDir dir;
+  const fs::path good = dir.path / "good.weights", bad = dir.path / "bad.weights";
+  FakeModel saved;
+  saved.fill(0.25f);
+  save_weights(saved, good);
+  const std::string bytes = read_bytes(good);
+  // The first value of the second tensor, 'enc1.conv.bias': after 54 values of the first.
+  const std::size_t header = 8 + 4 + 4 + 8 + 4;
+  const std::size_t first_values = header + 4 + 16 + 4 + 16;
+  const std::size_t bias_values = first_values + 54 * 4 + 4 + 14 + 4 + 16;
+  REQUIRE(bytes.substr(bias_values - 16 - 4 - 14, 14) == "enc1.conv.bias");
+  for (std::uint32_t bits : {0x7FC00000u, 0xFFC12345u, 0x7F800000u, 0xFF800000u}) {
+    std::string edited = bytes;
+    edited.replace(bias_values + 4, 4, u32_le(bits));  // index 1
+    write_bytes(bad, with_fixed_crc(edited));
+    FakeModel target;
+    target.fill(3.0f);
+    const auto before = snapshot(target);
+    const std::string message = error_of([&] { load_weights(target, bad); });
+    INFO(message);
+    CHECK(contains(message, "'" + bad.string() + "': tensor 1 'enc1.conv.bias' holds "));
+    CHECK(contains(message, " at index 1 of 2"));
+    CHECK(contains(message, (bits & 0x7FFFFF) ? "NaN" : "infinity"));
+    CHECK(snapshot(target) == before);
+    CHECK_THROWS_AS(read_weights_header(bad), FormatError);
+  }
+
+  FakeModel diverged;
+  diverged.fill(0.25f);
+  diverged.srnn_weight.value[2] = std::numeric_limits<float>::quiet_NaN();
+  const fs::path never = dir.path / "never.weights";
+  const std::string message = error_of([&] { save_weights(diverged, never); });
+  CHECK(contains(message, "cannot save weights to '" + never.string() +
+                              "': tensor 'skip1.srnn.weight' holds NaN at index 2 of 3"));
+  CHECK(!fs::exists(never));
+  CHECK(dir.entries() == std::vector<std::string>{"bad.weights", "good.weights"});
+}
+
+TEST_CASE("a zero dimension is reported as such, not as a huge truncation") {
+  TempDir dir;
+  const fs::path good = dir.path / "good.weights", bad = dir.path / "bad.weights";
+  FakeModel saved;
+  saved.fill(0.25f);
+  save_weights(saved, good);
+  std::string bytes = read_bytes(good);
+  const std::size_t first_dims = 8 + 4 + 4 + 8 + 4 + 4 + 16 + 4;
+  REQUIRE(bytes.substr(first_dims, 4) == u32_le(2));  // N of 'enc1.conv.weight' (2, 3, 3, 3)
+  bytes.replace(first_dims, 4, u32_le(0));
+  write_bytes(bad, bytes);
+  const std::string message = error_of([&] { read_weights_header(bad); });
+  CHECK(message == "'" + bad.string() +
+                       "': tensor 0 'enc1.conv.weight' has shape (0, 3, 3, 3); every dimension "
+                       "must be at least 1 (the file is corrupt)");
 }

@@ -34,6 +34,7 @@
 // counter-clockwise before resizing, its mask alike.
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
@@ -101,6 +102,7 @@ struct DatasetOptions {
   float max_mid_grey_fraction = 0.05f;       // threshold mode: binary-likeness limit
   bool rotate_portrait = false;              // rotate width < height pairs by 90 degrees
   std::string name;                          // dataset name; empty: the folder's name
+  DecodeOptions decode{};                    // pixel limit, EXIF orientation
 };
 
 // Checks a target size for the U-Net (four 2x poolings need multiples of 16).
@@ -162,28 +164,49 @@ struct MaskStats {
   float photo_fraction = 0;     // pixels that are mid-grey or coloured
 };
 
-inline MaskStats analyse_mask(const Image& rgb) {
+// Over the mask's native pixels (RGB).
+inline MaskStats analyse_mask(const DecodedImage& rgb) {
   std::size_t mid = 0, photo = 0;
-  for (std::size_t p = 0; p < rgb.pixels(); ++p) {
-    const float* px = &rgb.data[p * 3];
-    const float grey = (px[0] + px[1] + px[2]) / 3;
-    const float chroma = std::max({px[0], px[1], px[2]}) - std::min({px[0], px[1], px[2]});
-    const bool is_mid = grey > mid_grey_low && grey < mid_grey_high;
-    mid += is_mid;
-    photo += is_mid || chroma > chroma_limit;
-  }
+  for (int y = 0; y < rgb.height(); ++y)
+    for (int x = 0; x < rgb.width(); ++x) {
+      const float px[3] = {rgb.at(y, x, 0), rgb.at(y, x, 1), rgb.at(y, x, 2)};
+      const float grey = (px[0] + px[1] + px[2]) / 3;
+      const float chroma = std::max({px[0], px[1], px[2]}) - std::min({px[0], px[1], px[2]});
+      const bool is_mid = grey > mid_grey_low && grey < mid_grey_high;
+      mid += is_mid;
+      photo += is_mid || chroma > chroma_limit;
+    }
   const float n = static_cast<float>(std::max<std::size_t>(rgb.pixels(), 1));
   return {static_cast<float>(mid) / n, static_cast<float>(photo) / n};
 }
 
 // Foreground where the channel mean of the resized mask is >= level (small slack for rounding).
-inline Tensor<Cpu> binarise_resized(const Image& mask, int height, int width, float level) {
-  const Image resized = resize_bilinear(mask, height, width);
+// grey: resize the mean of the colour channels (as to_grey) rather than the channels.
+inline Tensor<Cpu> binarise_resized(const DecodedImage& mask, bool grey, int height, int width,
+                                    float level) {
   Tensor<Cpu> out(Shape{1, 1, height, width});
-  for (std::size_t p = 0; p < resized.pixels(); ++p) {
-    float sum = 0;
-    for (int k = 0; k < resized.channels; ++k) sum += resized.data[p * resized.channels + k];
-    out[p] = sum / resized.channels >= level - 1e-5f ? 1.0f : 0.0f;
+  auto binarise = [&](int y, const float* row, int channels) {
+    for (int x = 0; x < width; ++x) {
+      float sum = 0;
+      for (int k = 0; k < channels; ++k) sum += row[x * channels + k];
+      out[static_cast<std::size_t>(y) * width + x] = sum / channels >= level - 1e-5f ? 1.0f : 0.0f;
+    }
+  };
+  if (grey) {
+    const int colours =
+        mask.channels() == 2 || mask.channels() == 4 ? mask.channels() - 1 : mask.channels();
+    auto grey_at = [&](int y, int x, int) {
+      float sum = 0.0f;
+      for (int k = 0; k < colours; ++k) sum += mask.at(y, x, k);
+      return sum / colours;
+    };
+    resize_bilinear_rows(mask.height(), mask.width(), 1, grey_at, height, width,
+                         [&](int y, const float* row) { binarise(y, row, 1); });
+  } else {
+    resize_bilinear_rows(
+        mask.height(), mask.width(), mask.channels(),
+        [&](int y, int x, int k) { return mask.at(y, x, k); }, height, width,
+        [&](int y, const float* row) { binarise(y, row, mask.channels()); });
   }
   return out;
 }
@@ -221,6 +244,13 @@ class FolderDataset {
   std::size_t pairs_found() const { return pairs_found_; }
   std::size_t photo_like_masks() const { return photo_like_masks_; }
   const std::vector<std::string>& dropped_empty() const { return dropped_empty_; }
+  // Every file of every pair found, as "image/<name>" or "mask/<name>" with its size in bytes, in
+  // pair order: what a run's fingerprint records of its data.
+  struct SourceFile {
+    std::string path;
+    std::uintmax_t size = 0;
+  };
+  const std::vector<SourceFile>& files() const { return files_; }
 
   // One line for logs, e.g. "dataset 'dataset1': 173 of 174 pairs, mask mode painted_white (auto:
   // 174 of 174 masks look like photos), 1 empty mask dropped: 'x.png'".
@@ -257,6 +287,15 @@ class FolderDataset {
     for (const auto& [stem, image_name] : images) pairs.emplace_back(image_name, masks.at(stem));
     std::sort(pairs.begin(), pairs.end());
     pairs_found_ = pairs.size();
+    for (const auto& [image_name, mask_name] : pairs)
+      for (const std::string& file : {"image/" + image_name, "mask/" + mask_name}) {
+        std::error_code ec;
+        const std::uintmax_t size = std::filesystem::file_size(dir / file, ec);
+        if (ec)
+          fail_format("dataset '", name_, "': cannot read '", (dir / file).string(),
+                      "': ", ec.message());
+        files_.push_back({file, size});
+      }
 
     std::vector<Pending> pending;
     pending.reserve(pairs.size());
@@ -321,35 +360,36 @@ class FolderDataset {
 
   Pending load_pair(const std::filesystem::path& image_path,
                     const std::filesystem::path& mask_path) const {
-    Image image = load_image(image_path, 3);
-    if (image.width < detail::min_image_side || image.height < detail::min_image_side)
-      fail_format("dataset '", name_, "': image '", image_path.string(), "' is ", image.width, "x",
-                  image.height, " pixels (WxH); at least ", detail::min_image_side, "x",
+    // Decoded samples (3 bytes per pixel each) and views: no full-size float copy is made.
+    DecodedImage image = load_pixels(image_path, 3, options_.decode);
+    if (image.width() < detail::min_image_side || image.height() < detail::min_image_side)
+      fail_format("dataset '", name_, "': image '", image_path.string(), "' is ", image.width(),
+                  "x", image.height(), " pixels (WxH); at least ", detail::min_image_side, "x",
                   detail::min_image_side, " is required");
-    Image mask = load_image(mask_path, 3);
-    if (mask.width != image.width || mask.height != image.height)
-      fail_format("dataset '", name_, "': mask '", mask_path.string(), "' is ", mask.width, "x",
-                  mask.height, " (WxH) but its image '", image_path.string(), "' is ", image.width,
-                  "x", image.height);
+    DecodedImage mask = load_pixels(mask_path, 3, options_.decode);
+    if (mask.width() != image.width() || mask.height() != image.height())
+      fail_format("dataset '", name_, "': mask '", mask_path.string(), "' is ", mask.width(), "x",
+                  mask.height(), " (WxH) but its image '", image_path.string(), "' is ",
+                  image.width(), "x", image.height());
 
     Pending p;
     p.sample.dataset = name_;
     p.sample.name = image_path.filename().string();
-    p.sample.source_height = image.height;
-    p.sample.source_width = image.width;
+    p.sample.source_height = image.height();
+    p.sample.source_width = image.width();
     p.mask_path = mask_path.string();
-    if (options_.rotate_portrait && image.width < image.height) {
-      image = rotate90(image, 1);
-      mask = rotate90(mask, 1);
+    if (options_.rotate_portrait && image.width() < image.height()) {
+      image = image.rotated90();
+      mask = mask.rotated90();
       p.sample.rotated = true;
     }
     const int h = options_.height, w = options_.width;
     p.sample.image = image_to_tensor(resize_bilinear(image, h, w));
     p.stats = detail::analyse_mask(mask);
     if (options_.mask_mode != MaskMode::PaintedWhite)
-      p.threshold_mask = detail::binarise_resized(to_grey(mask), h, w, options_.threshold);
+      p.threshold_mask = detail::binarise_resized(mask, true, h, w, options_.threshold);
     if (options_.mask_mode != MaskMode::Threshold)
-      p.painted_mask = detail::binarise_resized(mask, h, w, options_.painted_white_level);
+      p.painted_mask = detail::binarise_resized(mask, false, h, w, options_.painted_white_level);
     return p;
   }
 
@@ -358,6 +398,7 @@ class FolderDataset {
   MaskMode mode_ = MaskMode::Auto;
   std::size_t pairs_found_ = 0, photo_like_masks_ = 0;
   std::vector<std::string> dropped_empty_;
+  std::vector<SourceFile> files_;
   std::vector<Sample> samples_;
 };
 
@@ -506,8 +547,25 @@ struct SplitEntry {
   friend bool operator==(const SplitEntry&, const SplitEntry&) = default;
 };
 
+// Throws std::invalid_argument when a split cannot be written: an index outside `samples`, or a
+// sample whose name holds a tab or a newline (the file's separators).
+inline void check_split_names(const Split& split, const std::vector<Sample>& samples) {
+  for (const auto* part : {&split.train, &split.val, &split.test})
+    for (std::size_t i : *part) {
+      if (i >= samples.size())
+        fail_argument("split: index ", i, " outside ", samples.size(), " samples");
+      const Sample& s = samples[i];
+      if (s.name.find_first_of("\t\n") != std::string::npos ||
+          s.dataset.find_first_of("\t\n") != std::string::npos)
+        fail_argument("sample '", s.dataset, "/", s.name,
+                      "' has a tab or newline in its name, which a split file cannot hold; "
+                      "rename the file");
+    }
+}
+
 inline void write_split(const std::filesystem::path& path, const Split& split,
                         const std::vector<Sample>& samples, std::string_view comment = {}) {
+  check_split_names(split, samples);
   std::ostringstream text;
   text << "# unetsrnn split v1: role<TAB>dataset<TAB>file\n";
   if (!comment.empty()) {
@@ -518,13 +576,7 @@ inline void write_split(const std::filesystem::path& path, const Split& split,
        << split.test.size() << "\n";
   auto emit = [&](const char* role, const std::vector<std::size_t>& indices) {
     for (std::size_t i : indices) {
-      if (i >= samples.size())
-        fail_argument("write_split: index ", i, " outside ", samples.size(), " samples");
       const Sample& s = samples[i];
-      if (s.name.find_first_of("\t\n") != std::string::npos ||
-          s.dataset.find_first_of("\t\n") != std::string::npos)
-        fail_argument("write_split: sample '", s.dataset, "/", s.name,
-                      "' has a tab or newline in its name");
       text << role << '\t' << s.dataset << '\t' << s.name << '\n';
     }
   };
@@ -535,8 +587,10 @@ inline void write_split(const std::filesystem::path& path, const Split& split,
 }
 
 inline std::vector<SplitEntry> read_split(const std::filesystem::path& path) {
+  errno = 0;
   std::ifstream in(path);
-  if (!in) fail_format("cannot open split file '", path.string(), "'");
+  if (!in)
+    fail_format("cannot open split file '", path.string(), "': ", detail::last_os_error(errno));
   std::vector<SplitEntry> entries;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

@@ -4,11 +4,16 @@
 // file or the complete new one, never a half-written file. Used for weights, PNG, CSV and JSON.
 //
 // On any failure the temporary file is removed and std::runtime_error is thrown naming the path
-// and the reason, e.g. "cannot write 'out/x.weights': Not a directory". An exception thrown by the
-// caller's writer callback is propagated unchanged (after the temporary file is removed).
+// and the reason, e.g. "cannot write 'out/x.weights': No space left on device". An exception thrown
+// by the caller's writer callback is propagated unchanged (after the temporary file is removed),
+// unless the stream had failed by then: that is a write error, reported as such.
+//
+// A process killed while writing leaves its `<path>.tmp.<pid>`; remove_stale_temp_files clears
+// those of processes that no longer run (a run folder does so when it is opened).
 //
 // The temporary name is per process, so two threads of one process must not write the same path
 // at the same time (they would share the temporary file).
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "unetsrnn/core/error.hpp"
 
@@ -26,6 +32,7 @@
 #include <process.h>
 #else
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #endif
 
@@ -38,6 +45,18 @@ inline long current_process_id() {
   return static_cast<long>(_getpid());
 #else
   return static_cast<long>(::getpid());
+#endif
+}
+
+// Whether a process with this id exists (signal 0 probes without signalling; EPERM means it
+// exists but belongs to someone else).
+inline bool process_running(long pid) {
+#if defined(_WIN32)
+  (void)pid;
+  return true;  // cannot tell cheaply: keep its files
+#else
+  if (pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 #endif
 }
 
@@ -91,7 +110,10 @@ inline void write_file_atomic(const std::filesystem::path& path,
     errno = 0;
     write(out);
   } catch (...) {
+    const int saved_errno = errno;
+    const bool stream_failed = !out;
     out.close();
+    if (stream_failed) fail(detail::last_os_error(saved_errno));
     std::error_code ignored;
     std::filesystem::remove(temp, ignored);
     throw;
@@ -119,6 +141,28 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
         out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
       },
       durability);
+}
+
+// Removes the `*.tmp.<pid>` files in `dir` (not its subfolders) left by processes that no longer
+// run, and returns their names. Files of running processes, this one included, are kept.
+inline std::vector<std::string> remove_stale_temp_files(const std::filesystem::path& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::size_t mark = name.rfind(".tmp.");
+    if (mark == std::string::npos || mark + 5 == name.size()) continue;
+    const std::string digits = name.substr(mark + 5);
+    if (digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    const long pid = std::stol(digits);
+    if (pid == detail::current_process_id() || detail::process_running(pid)) continue;
+    std::error_code ignored;
+    if (std::filesystem::remove(it->path(), ignored)) removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 }  // namespace unetsrnn

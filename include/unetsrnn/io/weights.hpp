@@ -17,14 +17,17 @@
 //   last    4     CRC-32 (zlib's, see crc32.hpp) of every byte before it
 //
 // Loading reads and validates the whole file (magic, version, structure, checksum, model name,
-// tensor count, every tensor's name and shape) before it touches the model, so a failed load
-// leaves the model exactly as it was. Malformed files throw unetsrnn::FormatError; a file that
-// cannot be opened or read throws std::runtime_error with the OS reason. Both name the file.
-// Saving writes a temporary file and renames it (atomic_file.hpp).
+// tensor count, every tensor's name and shape, every value finite) before it touches the model, so
+// a failed load leaves the model exactly as it was. NaN and infinity are refused on saving and on
+// loading alike: such weights only come from a diverged training and give meaningless outputs.
+// Malformed files throw unetsrnn::FormatError; a file that cannot be opened or read throws
+// std::runtime_error with the OS reason. Both name the file. Saving writes a temporary file and
+// renames it (atomic_file.hpp).
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -208,11 +211,26 @@ inline std::string printable_bytes(const unsigned char* p, std::size_t n) {
   return out;
 }
 
+// The first non-finite float (NaN or infinity) among `count` little-endian values, or count.
+inline std::size_t first_non_finite(const unsigned char* values, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i)
+    if ((get_u32_le(values + 4 * i) & 0x7F800000u) == 0x7F800000u) return i;
+  return count;
+}
+inline std::size_t first_non_finite(const float* values, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return i;
+  return count;
+}
+inline std::string non_finite_value(float v) {
+  return std::isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity";
+}
+
 // Reads and validates everything that does not depend on a model: magic, version, structure,
-// checksum, and that nothing follows the checksum.
-inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
+// checksum, finite values, and that nothing follows the checksum. `path` names the file in errors.
+inline ParsedWeights parse_weights(std::string file_bytes, const std::filesystem::path& path) {
   ParsedWeights parsed;
-  parsed.bytes = read_whole_file(path);
+  parsed.bytes = std::move(file_bytes);
   const std::string& bytes = parsed.bytes;
   WeightsReader reader(path, bytes);
   WeightsHeader& header = parsed.header;
@@ -232,8 +250,8 @@ inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
 
   header.model_name = reader.string("the model-name length", "the model name");
   const std::uint32_t count = reader.u32("the tensor count");
-  // Each tensor takes at least 24 bytes, which bounds the reservation for a corrupt count.
-  header.tensors.reserve(std::min<std::size_t>(count, reader.remaining() / 24));
+  // Each tensor takes at least 28 bytes, which bounds the reservation for a corrupt count.
+  header.tensors.reserve(std::min<std::size_t>(count, reader.remaining() / 28));
   parsed.data_offsets.reserve(header.tensors.capacity());
 
   for (std::uint32_t t = 0; t < count; ++t) {
@@ -252,10 +270,13 @@ inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
     }
     info.shape = Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
                        static_cast<int>(dims[2]), static_cast<int>(dims[3])};
+    if (std::find(std::begin(dims), std::end(dims), 0u) != std::end(dims))
+      fail_format(quoted(path), ": ", label, " has shape ", info.shape.str(),
+                  "; every dimension must be at least 1 (the file is corrupt)");
     // Saturating, so a corrupt shape cannot overflow into a small, plausible size.
     std::uint64_t byte_count = 4;
     for (std::uint32_t d : dims)
-      byte_count = (d != 0 && byte_count > UINT64_MAX / d) ? UINT64_MAX : byte_count * d;
+      byte_count = byte_count > UINT64_MAX / d ? UINT64_MAX : byte_count * d;
     if (byte_count > reader.remaining())
       fail_format(quoted(path), ": truncated (file ends at byte ", bytes.size(), ", ", label,
                   " with shape ", info.shape.str(), " needs ",
@@ -274,7 +295,24 @@ inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
   if (reader.remaining() != 0)
     fail_format(quoted(path), ": ", reader.remaining(),
                 " unexpected bytes after the CRC32 trailer");
+
+  // Checked after the checksum: a NaN here was written so, not a corruption.
+  for (std::size_t t = 0; t < header.tensors.size(); ++t) {
+    const unsigned char* values =
+        reinterpret_cast<const unsigned char*>(bytes.data()) + parsed.data_offsets[t];
+    const std::size_t n = header.tensors[t].shape.size();
+    const std::size_t bad = first_non_finite(values, n);
+    if (bad != n)
+      fail_format(quoted(path), ": tensor ", t, " '", header.tensors[t].name, "' holds ",
+                  non_finite_value(std::bit_cast<float>(get_u32_le(values + 4 * bad))),
+                  " at index ", bad, " of ", n,
+                  "; non-finite weights are refused (they come from a diverged training)");
+  }
   return parsed;
+}
+
+inline ParsedWeights parse_weights_file(const std::filesystem::path& path) {
+  return parse_weights(read_whole_file(path), path);
 }
 
 // ---- models ------------------------------------------------------------------------------------
@@ -325,6 +363,12 @@ void save_weights(const Model& model, const std::filesystem::path& path) {
         param->value.copy_to_host(staging);
         host = &staging;
       }
+      const std::size_t bad = detail::first_non_finite(host->data(), host->size());
+      if (bad != host->size())
+        throw std::runtime_error(
+            str_cat("cannot save weights to ", detail::quoted(path), ": tensor '", param_name,
+                    "' holds ", detail::non_finite_value(host->data()[bad]), " at index ", bad,
+                    " of ", host->size(), " (a diverged model); nothing was written"));
       const Shape s = host->shape();
       writer.string(param_name);
       writer.u32(4);
@@ -342,17 +386,19 @@ inline WeightsHeader read_weights_header(const std::filesystem::path& path) {
   return detail::parse_weights_file(path).header;
 }
 
-// Replaces `model`'s parameter values with those in `path`. Everything is checked first; on any
-// error the model is left unchanged.
+namespace detail {
+
+// Copies validated weights into `model` after checking they are the model's; on any error the
+// model is left unchanged.
 template <class Model>
-void load_weights(Model& model, const std::filesystem::path& path) {
-  using Dev = detail::model_device_t<Model>;
-  const detail::ParsedWeights parsed = detail::parse_weights_file(path);
+void load_parsed_weights(Model& model, const ParsedWeights& parsed,
+                         const std::filesystem::path& path) {
+  using Dev = model_device_t<Model>;
   const WeightsHeader& header = parsed.header;
   const std::string model_name = model.name();
   if (header.model_name != model_name)
-    fail_format(detail::quoted(path), ": written for model '", header.model_name, "', not '",
-                model_name, "'");
+    fail_format(quoted(path), ": written for model '", header.model_name, "', not '", model_name,
+                "'");
 
   const auto params = model.parameters();
   const std::size_t common = std::min(params.size(), header.tensors.size());
@@ -360,15 +406,14 @@ void load_weights(Model& model, const std::filesystem::path& path) {
     const WeightsTensorInfo& in_file = header.tensors[t];
     const Shape model_shape = params[t].param->value.shape();
     if (in_file.name != params[t].name || !(in_file.shape == model_shape))
-      fail_format(detail::quoted(path), ": tensor ", t, " is '", in_file.name, "' with shape ",
+      fail_format(quoted(path), ": tensor ", t, " is '", in_file.name, "' with shape ",
                   in_file.shape.str(), " but the model has '", params[t].name, "' with shape ",
                   model_shape.str());
   }
   if (header.tensors.size() != params.size()) {
     const bool file_short = header.tensors.size() < params.size();
-    fail_format(detail::quoted(path), ": has ", header.tensors.size(), " tensors but model '",
-                model_name, "' has ", params.size(), " (first ",
-                file_short ? "missing: '" : "extra: '",
+    fail_format(quoted(path), ": has ", header.tensors.size(), " tensors but model '", model_name,
+                "' has ", params.size(), " (first ", file_short ? "missing: '" : "extra: '",
                 file_short ? params[common].name : header.tensors[common].name, "')");
   }
 
@@ -381,13 +426,22 @@ void load_weights(Model& model, const std::filesystem::path& path) {
         reinterpret_cast<const unsigned char*>(parsed.bytes.data()) + parsed.data_offsets[t];
     auto& value = params[t].param->value;
     if constexpr (std::is_same_v<Dev, Cpu>) {
-      detail::decode_floats(values, value.data(), value.size());
+      decode_floats(values, value.data(), value.size());
     } else {
       staging.resize(value.shape());
-      detail::decode_floats(values, staging.data(), staging.size());
+      decode_floats(values, staging.data(), staging.size());
       value.copy_from_host(staging);
     }
   }
+}
+
+}  // namespace detail
+
+// Replaces `model`'s parameter values with those in `path`. Everything is checked first; on any
+// error the model is left unchanged.
+template <class Model>
+void load_weights(Model& model, const std::filesystem::path& path) {
+  detail::load_parsed_weights(model, detail::parse_weights_file(path), path);
 }
 
 }  // namespace unetsrnn

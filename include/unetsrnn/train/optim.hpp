@@ -22,7 +22,9 @@
 //   first step), 4 state tensors per parameter S (adam 2, sgd 1) P times: name (4 + bytes), dims N,
 //   C, H, W (4 x u32), then S x N*C*H*W f32 values 4   CRC-32 (zlib's) of every byte before it
 // load_state reads and checks everything before changing the optimiser, so a failed load leaves it
-// as it was; malformed or mismatched state throws unetsrnn::FormatError saying what differs.
+// as it was; malformed or mismatched state (a zero dimension, a NaN or infinite value included)
+// throws unetsrnn::FormatError saying what differs. The overloads taking a path write atomically
+// and name the file in every error.
 //
 // Schedules compute the next base rate and are serialisable too (one text line, exact doubles).
 #include <algorithm>
@@ -30,6 +32,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <istream>
 #include <limits>
 #include <memory>
@@ -42,6 +46,7 @@
 #include <vector>
 
 #include "unetsrnn/core/error.hpp"
+#include "unetsrnn/io/atomic_file.hpp"
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/layers/param.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
@@ -228,7 +233,13 @@ class Optimizer {
     }
     const std::uint32_t crc = w.crc();
     w.u32(crc);
-    if (!out) throw std::runtime_error(str_cat(kind(), ": writing the optimiser state failed"));
+    if (!out)
+      throw std::runtime_error(
+          str_cat(kind(), ": writing the optimiser state to the stream failed"));
+  }
+  // Writes the state to `path` atomically; errors name the file and the reason.
+  void save_state(const std::filesystem::path& path) const {
+    write_file_atomic(path, [&](std::ostream& out) { save_state(out); });
   }
 
   // Restores a state written by save_state. If this optimiser already holds state, the stream's
@@ -237,6 +248,19 @@ class Optimizer {
   void load_state(std::istream& in) { load_impl(in, nullptr); }
   // The same, checked against `params` (the usual resume: fresh optimiser, model's parameters).
   void load_state(std::istream& in, const ParamList<Dev>& params) { load_impl(in, &params); }
+  // The same from a file; every error names it.
+  void load_state(const std::filesystem::path& path, const ParamList<Dev>& params) {
+    errno = 0;
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      fail_format("cannot open optimiser state '", path.string(),
+                  "': ", detail::last_os_error(errno));
+    try {
+      load_impl(in, &params);
+    } catch (const FormatError& e) {
+      fail_format("'", path.string(), "': ", e.what());
+    }
+  }
 
  protected:
   Optimizer(double lr, double decay, std::size_t slots_per_param)
@@ -325,8 +349,9 @@ class Optimizer {
       Shape s;
       for (int* d : {&s.n, &s.c, &s.h, &s.w}) {
         const std::uint32_t dim = r.u32("parameter shape");
-        if (dim > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
-          fail_format("optimiser state: parameter '", names.back(), "' has dimension ", dim);
+        if (dim == 0 || dim > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+          fail_format("optimiser state: parameter '", names.back(), "' has dimension ", dim,
+                      " (must be 1 to ", std::numeric_limits<int>::max(), ")");
         *d = static_cast<int>(dim);
       }
       shapes.push_back(s);
@@ -349,6 +374,15 @@ class Optimizer {
     if (computed != stored)
       fail_format("optimiser state: checksum mismatch (stored ", stored, ", computed ", computed,
                   "); the stream is corrupt");
+    // Checked after the checksum: a NaN here was written so, not a corruption.
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const auto bad = std::find_if(values[i].begin(), values[i].end(),
+                                    [](float v) { return !std::isfinite(v); });
+      if (bad != values[i].end())
+        fail_format("optimiser state: state tensor ", i % slots, " of parameter '",
+                    names[i / slots], "' holds ", std::isnan(*bad) ? "NaN" : "infinity",
+                    " at index ", bad - values[i].begin(), " (from a diverged training)");
+    }
     if (params && count != params->size())
       fail_format("optimiser state does not match the parameters: state for ", count,
                   " parameters, but ", params->size(), " parameters given");
@@ -448,8 +482,10 @@ class Adam final : public Optimizer<Dev> {
       fail_argument("adam: beta1 must be in [0, 1), got ", o.beta1);
     if (!(o.beta2 >= 0.0 && o.beta2 < 1.0))
       fail_argument("adam: beta2 must be in [0, 1), got ", o.beta2);
-    if (!(o.epsilon >= 0.0)) fail_argument("adam: epsilon must be >= 0, got ", o.epsilon);
-    if (!(o.decay >= 0.0)) fail_argument("adam: decay must be >= 0, got ", o.decay);
+    if (!(o.epsilon >= 0.0) || !std::isfinite(o.epsilon))
+      fail_argument("adam: epsilon must be finite and >= 0, got ", o.epsilon);
+    if (!(o.decay >= 0.0) || !std::isfinite(o.decay))
+      fail_argument("adam: decay must be finite and >= 0, got ", o.decay);
   }
   double beta1_, beta2_, epsilon_;
 };
@@ -499,7 +535,8 @@ class Sgd final : public Optimizer<Dev> {
     if (!(o.lr >= 0.0) || !std::isfinite(o.lr)) fail_argument("sgd: lr must be >= 0, got ", o.lr);
     if (!(o.momentum >= 0.0 && o.momentum < 1.0))
       fail_argument("sgd: momentum must be in [0, 1), got ", o.momentum);
-    if (!(o.decay >= 0.0)) fail_argument("sgd: decay must be >= 0, got ", o.decay);
+    if (!(o.decay >= 0.0) || !std::isfinite(o.decay))
+      fail_argument("sgd: decay must be finite and >= 0, got ", o.decay);
   }
   double momentum_;
 };

@@ -23,6 +23,12 @@
 // gradients are summed in buckets (GradientReducer), then every rank takes the same Adam step.
 // Validation and test metrics are computed on shards (whole batches, round robin) and summed, so
 // they equal the one-process numbers. Rank 0 alone writes files; every rank reads a checkpoint.
+// Safety: the output folder is locked for the run (RunFolder: a second writer fails at once), the
+// checkpoint stores the run's fingerprint (fingerprint.hpp) and a resume with other data or options
+// is refused saying what differs; --resume without a checkpoint is an error. A non-finite loss,
+// logit, weight or validation loss stops the run (TrainingDiverged) with the last good checkpoint
+// kept. A fresh run that fails before its first checkpoint removes what it wrote (and the folders
+// it created), so it leaves nothing.
 #include <unistd.h>
 #include <chrono>
 #include <cmath>
@@ -41,9 +47,12 @@
 #include "unetsrnn/io/atomic_file.hpp"
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/io/plot.hpp"
+#include "unetsrnn/io/run_folder.hpp"
 #include "unetsrnn/io/weights.hpp"
 #include "unetsrnn/models/factory.hpp"
 #include "unetsrnn/train/communicator.hpp"
+#include "unetsrnn/train/checkpoint.hpp"
+#include "unetsrnn/train/fingerprint.hpp"
 #include "unetsrnn/train/loss.hpp"
 #include "unetsrnn/train/metrics.hpp"
 #include "unetsrnn/train/optim.hpp"
@@ -69,6 +78,74 @@ struct TrainOptions {
   bool resume = false;
   bool progress = true;      // progress bar on stderr
   std::string init_weights;  // optional weights file to start from
+  // What the caller knows of the run that changes its results (data folders and their files, the
+  // split's parameters, ...); the Trainer adds its own options, the model and the split.
+  RunFingerprint fingerprint;
+};
+
+// Throws std::invalid_argument naming the first option of `o` that no run accepts; the Trainer
+// checks this too, programs call it before loading any data.
+inline void check_train_options(const TrainOptions& o) {
+  if (o.epochs < 1) fail_argument("epochs must be >= 1, got ", o.epochs);
+  if (o.batch < 1) fail_argument("batch size must be >= 1, got ", o.batch);
+  if (!(o.adam.lr > 0.0) || !std::isfinite(o.adam.lr))
+    fail_argument("the learning rate must be a finite number > 0, got ", o.adam.lr);
+  if (!(o.adam.decay >= 0.0) || !std::isfinite(o.adam.decay))
+    fail_argument("the time decay must be a finite number >= 0, got ", o.adam.decay);
+  Adam<Cpu> check(o.adam);  // betas and epsilon
+  if (o.plateau) ReduceLROnPlateau check_plateau(o.plateau_options);
+  const Augmentation& a = o.augmentation;
+  if (!(a.brightness >= 0.0f && a.brightness <= 1.0f) ||
+      !(a.contrast >= 0.0f && a.contrast <= 1.0f))
+    fail_argument("augmentation brightness and contrast must be in [0, 1], got ", a.brightness,
+                  " and ", a.contrast);
+  if (o.out_dir.empty()) fail_argument("an output folder is required");
+}
+
+// The options of `o` that change a run's results, for its fingerprint (see fingerprint.hpp). An
+// option added to TrainOptions that changes results gets its entry here. `epochs` has none: a
+// resumed run may be extended (a schedule that depends on it adds it as its own entry).
+inline void add_training_entries(RunFingerprint& fp, const TrainOptions& o) {
+  fp.add("model", o.model);
+  fp.add("loss", to_string(o.loss));
+  fp.add("batch", o.batch);
+  fp.add("lr", o.adam.lr);
+  fp.add("adam.beta1", o.adam.beta1);
+  fp.add("adam.beta2", o.adam.beta2);
+  fp.add("adam.epsilon", o.adam.epsilon);
+  fp.add("adam.decay", o.adam.decay);
+  fp.add("seed", o.seed);
+  fp.add("shuffle", o.shuffle);
+  const Augmentation& a = o.augmentation;
+  fp.add("augment", a.enabled ? str_cat("flips ", a.flips, " rotations ", a.rotations,
+                                        " brightness ", a.brightness, " contrast ", a.contrast)
+                              : std::string("off"));
+  const ReduceLROnPlateauOptions& p = o.plateau_options;
+  fp.add("plateau", o.plateau ? str_cat("factor ", p.factor, " patience ", p.patience, " min_lr ",
+                                        p.min_lr, " min_delta ", p.min_delta, " cooldown ",
+                                        p.cooldown, p.maximise ? " max" : " min")
+                              : std::string("off"));
+  fp.add("cosine", o.cosine ? str_cat("min_lr ", o.cosine_min_lr) : std::string("off"));
+  fp.add("init_weights", o.init_weights);
+}
+
+// A fresh run needs an output folder without a checkpoint, a resumed one a folder with one; throws
+// std::invalid_argument saying which. The Trainer checks it; programs may check it before loading
+// data (with the folder locked: see RunFolder).
+inline void check_run_folder(const std::filesystem::path& out_dir, bool resume) {
+  const bool have_checkpoint = std::filesystem::exists(out_dir / "checkpoint.txt");
+  if (resume && !have_checkpoint)
+    fail_argument("cannot resume: output folder '", out_dir.string(),
+                  "' holds no checkpoint (checkpoint.txt); run without --resume to start");
+  if (!resume && have_checkpoint)
+    fail_argument("output folder '", out_dir.string(),
+                  "' holds a checkpoint of an earlier run; pass --resume to continue it or "
+                  "choose another folder");
+}
+
+// A training that produced a non-finite loss, logit, weight or validation loss.
+struct TrainingDiverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Test/validation metrics of one model on a set of samples.
@@ -232,12 +309,6 @@ EvalResult evaluate(AnyModel<Dev>& model, const std::vector<Sample>& samples,
 
 namespace train_detail {
 
-inline std::string fmt(double v, int digits = 6) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-  return buf;
-}
 inline std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char ch : s) {
@@ -287,43 +358,6 @@ class Progress {
   bool tty_;
 };
 
-struct LogRow {
-  int epoch = 0;
-  double train_loss = 0, train_dice = 0, val_loss = 0, val_dice = 0, lr = 0, seconds = 0;
-};
-
-inline std::string log_csv(const std::vector<LogRow>& rows) {
-  std::string out = "epoch,train_loss,train_dice,val_loss,val_dice,lr,seconds\n";
-  for (const LogRow& r : rows)
-    out += str_cat(r.epoch, ",", fmt(r.train_loss, 8), ",", fmt(r.train_dice, 8), ",",
-                   fmt(r.val_loss, 8), ",", fmt(r.val_dice, 8), ",", fmt(r.lr, 8), ",",
-                   fmt(r.seconds, 5), "\n");
-  return out;
-}
-
-inline std::vector<LogRow> read_log_csv(const std::filesystem::path& path, int up_to_epoch) {
-  std::vector<LogRow> rows;
-  std::ifstream in(path);
-  if (!in) fail_format("cannot resume: log '", path.string(), "' is missing");
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    LogRow r;
-    char comma;
-    std::istringstream ss(line);
-    auto num = [&](double& v) {
-      std::string cell;
-      std::getline(ss, cell, ',');
-      v = cell == "null" ? std::numeric_limits<double>::quiet_NaN() : std::stod(cell);
-    };
-    if (!(ss >> r.epoch >> comma)) fail_format("cannot resume: bad line in '", path.string(), "'");
-    num(r.train_loss), num(r.train_dice), num(r.val_loss), num(r.val_dice), num(r.lr),
-        num(r.seconds);
-    if (r.epoch <= up_to_epoch) rows.push_back(r);
-  }
-  return rows;
-}
-
 }  // namespace train_detail
 
 // What the optional per-step hook of Trainer sees: the step just taken.
@@ -349,11 +383,17 @@ class Trainer {
         split_(std::move(split)),
         optimizer_(o_.adam),
         plateau_(o_.plateau_options) {
-    if (o_.epochs < 1) fail_argument("epochs must be >= 1, got ", o_.epochs);
-    if (o_.batch < 1) fail_argument("batch size must be >= 1, got ", o_.batch);
+    check_train_options(o_);
     if (split_.train.empty()) fail_argument("the training split is empty");
-    if (o_.out_dir.empty()) fail_argument("an output folder is required");
     if (o_.cosine) cosine_.emplace(o_.adam.lr, o_.cosine_min_lr, o_.epochs);
+    o_.model = model_.name();  // the model given is the one trained
+    // What would fail later, checked before the output folder is touched.
+    check_split_names(split_, samples_);
+    const Shape is = samples_.at(split_.train.front()).image.shape();
+    check_target_size(is.h, is.w);
+    fingerprint_ = o_.fingerprint;
+    add_training_entries(fingerprint_, o_);
+    add_split_entries(fingerprint_, split_, samples_);
   }
 
   // Log line sink (stdout by default).
@@ -366,24 +406,45 @@ class Trainer {
   // The gradient all-reduce of data-parallel training (its bucket size can be set before run()).
   GradientReducer<Dev>& gradient_reducer() { return reducer_; }
 
+  // The fingerprint this run stores with its checkpoints and checks on resume.
+  const RunFingerprint& fingerprint() const { return fingerprint_; }
+
   // Runs (or resumes) training; returns the test metrics of the final weights.
   EvalResult run() {
+    std::optional<RunFolder> folder;  // rank 0 alone writes, so it alone locks the folder
+    if (comm_->is_root()) {
+      folder.emplace(RunFolder::open(o_.out_dir));
+      folder->subfolder("ckpt");
+    }
+    try {
+      return run_locked();
+    } catch (...) {
+      discard_partial_outputs();
+      throw;
+    }
+  }
+
+ private:
+  EvalResult run_locked() {
     namespace fs = std::filesystem;
     if (!comm_->is_root()) log = [](const std::string&) {};  // rank 0 alone logs and writes
-    if (comm_->is_root()) prepare_output_dir();
-    comm_->barrier();  // the folder exists (or rank 0 failed and the job ends)
+    if (comm_->is_root()) check_run_folder(o_.out_dir, o_.resume);
+    comm_->barrier();  // the folder is checked (or rank 0 failed and the job ends)
     params_ = model_.parameters();
     int start_epoch = 1;
-    if (o_.resume && fs::exists(o_.out_dir / "checkpoint.txt")) {
+    if (o_.resume) {
       start_epoch = restore_checkpoint() + 1;
+      committed_ = true;
       log(str_cat("resumed from epoch ", start_epoch - 1, " of ", o_.epochs));
     } else {
       model_.init(o_.seed);
       if (!o_.init_weights.empty()) load_weights(model_, o_.init_weights);
+      if (comm_->is_root())
+        write_output(o_.out_dir / "split.txt", [&](const fs::path& path) {
+          write_split(path, split_, samples_, str_cat("model ", model_.name(), ", seed ", o_.seed));
+        });
     }
-    if (comm_->is_root())
-      write_split(o_.out_dir / "split.txt", split_, samples_,
-                  str_cat("model ", model_.name(), ", seed ", o_.seed));
+    if (comm_->is_root()) remove_epoch_files_except(start_epoch - 1);
 
     train_detail::Progress progress(o_.progress && comm_->is_root());
     for (int epoch = start_epoch; epoch <= o_.epochs; ++epoch) {
@@ -391,8 +452,12 @@ class Trainer {
       if (cosine_) optimizer_.set_lr(cosine_->lr(epoch - 1));
       train_detail::LogRow row = train_epoch(epoch, progress);
       progress.end_line();
+      // The last step's loss was computed before it: only the weights can tell.
+      if (const std::string bad = first_non_finite_parameter(); !bad.empty())
+        diverged(epoch, "parameter '" + bad + "' holds a non-finite value after the last step");
       if (!split_.val.empty()) {
         const EvalResult v = evaluate(model_, samples_, split_.val, o_.loss, o_.batch, *comm_);
+        if (!std::isfinite(v.loss)) diverged(epoch, str_cat("the validation loss is ", v.loss));
         row.val_loss = v.loss;
         row.val_dice = v.dice;
       } else {
@@ -406,7 +471,9 @@ class Trainer {
       if (selection > best_dice_) {
         best_dice_ = selection;
         best_epoch_ = epoch;
-        if (comm_->is_root()) save_weights(model_, o_.out_dir / "best.weights");
+        if (comm_->is_root())
+          write_output(o_.out_dir / "best.weights",
+                       [&](const fs::path& path) { save_weights(model_, path); });
       }
       log(str_cat(
           "epoch ", epoch, "/", o_.epochs, "  train loss ", train_detail::fmt(row.train_loss, 4),
@@ -418,7 +485,33 @@ class Trainer {
     return finish();
   }
 
- private:
+  [[noreturn]] void diverged(int epoch, const std::string& what) const {
+    const std::string kept = committed_epoch_ > 0
+                                 ? str_cat("the run in '", o_.out_dir.string(),
+                                           "' keeps its last good checkpoint (epoch ",
+                                           committed_epoch_, ", also in last.weights)")
+                                 : std::string("no checkpoint was written");
+    throw TrainingDiverged(str_cat("training diverged in epoch ", epoch, ": ", what,
+                                   "; try a lower learning rate; ", kept));
+  }
+
+  // The name of the first parameter holding NaN or infinity; empty when all are finite.
+  std::string first_non_finite_parameter() {
+    Tensor<Cpu> host;
+    for (const auto& named : params_) {
+      const Tensor<Cpu>* values = nullptr;
+      if constexpr (std::is_same_v<Dev, Cpu>) {
+        values = &named.param->value;
+      } else {
+        named.param->value.copy_to_host(host);
+        values = &host;
+      }
+      if (detail::first_non_finite(values->data(), values->size()) != values->size())
+        return named.name;
+    }
+    return {};
+  }
+
   train_detail::LogRow train_epoch(int epoch, train_detail::Progress& progress) {
     std::vector<std::size_t> order = split_.train;
     if (o_.shuffle) {
@@ -445,9 +538,15 @@ class Trainer {
       CView<Cpu> logits = staging_.forward(model_, b.images);
       dlogits_.resize(logits.shape);
       const double loss = combine_share(compute_loss(o_.loss, logits, b.masks, dlogits_), share);
-      if (!std::isfinite(loss))
-        fail_argument("training diverged: loss is ", loss, " at epoch ", epoch, " batch ",
-                      b.number + 1, " (try a lower learning rate)");
+      // A loss can stay finite with NaN logits (a clipped probability), so both are checked.
+      bool logits_finite = true;
+      const std::size_t image_size = logits.shape.image_size();
+      for (int i = 0; i < logits.shape.n; ++i)
+        logits_finite &= detail::first_non_finite(logits.image(i), image_size) == image_size;
+      if (!std::isfinite(loss) || !logits_finite)
+        diverged(epoch, str_cat("batch ", b.number + 1, " gives ",
+                                !logits_finite ? "non-finite logits" : "a non-finite loss",
+                                " (loss ", loss, ")"));
       if (share > 0.0) dice.add_logits(logits, b.masks);
       staging_.backward(model_, dlogits_);
       reducer_.reduce(*comm_, params_);
@@ -469,22 +568,21 @@ class Trainer {
     return row;
   }
 
-  void prepare_output_dir() {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::create_directories(o_.out_dir / "ckpt", ec);
-    if (ec)
-      fail_argument("output folder '", o_.out_dir.string(), "' cannot be created: ", ec.message());
-    const fs::path probe = o_.out_dir / ".write-test";
-    {
-      std::ofstream test(probe);
-      if (!test) fail_argument("output folder '", o_.out_dir.string(), "' is not writable");
+  // Writes one output through write(path); until the run's first checkpoint, remembers it so that
+  // a failure can take it back (discard_partial_outputs).
+  template <class Write>
+  void write_output(const std::filesystem::path& path, Write&& write) {
+    if (!committed_) written_.push_back(path);
+    write(path);
+  }
+  // A fresh run that fails before its first checkpoint leaves nothing behind.
+  void discard_partial_outputs() {
+    if (committed_) return;
+    for (const auto& path : written_) {
+      std::error_code ignored;
+      std::filesystem::remove(path, ignored);
     }
-    fs::remove(probe, ec);
-    if (!o_.resume && fs::exists(o_.out_dir / "checkpoint.txt"))
-      fail_argument("output folder '", o_.out_dir.string(),
-                    "' holds a checkpoint of an earlier run; pass --resume to continue it or "
-                    "choose another folder");
+    written_.clear();
   }
 
   std::filesystem::path epoch_file(int epoch, const char* ext) const {
@@ -493,22 +591,53 @@ class Trainer {
     return o_.out_dir / "ckpt" / name;
   }
 
+  // ckpt/ keeps the files of the committed epoch only (a kill can leave an older or newer pair).
+  void remove_epoch_files_except(int epoch) {
+    namespace fs = std::filesystem;
+    const std::string keep_weights = epoch_file(epoch, "weights").filename().string();
+    const std::string keep_optim = epoch_file(epoch, "optim").filename().string();
+    std::error_code ec;
+    std::vector<fs::path> stale;
+    for (fs::directory_iterator it(o_.out_dir / "ckpt", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind("epoch-", 0) == 0 && name != keep_weights && name != keep_optim)
+        stale.push_back(it->path());
+    }
+    for (const auto& path : stale) fs::remove(path, ec);
+  }
+
   void save_checkpoint(int epoch) {
     namespace fs = std::filesystem;
     check_ranks_agree(epoch);
-    if (!comm_->is_root()) return;
-    save_weights(model_, epoch_file(epoch, "weights"));
-    write_file_atomic(epoch_file(epoch, "optim"),
-                      [&](std::ostream& out) { optimizer_.save_state(out); });
-    write_file_atomic(o_.out_dir / "log.csv", train_detail::log_csv(rows_));
-    draw_curve();
+    if (!comm_->is_root()) {  // rank 0 writes; the others only follow the commit
+      committed_ = true;
+      committed_epoch_ = epoch;
+      return;
+    }
+    write_output(epoch_file(epoch, "weights"),
+                 [&](const fs::path& path) { save_weights(model_, path); });
+    write_output(epoch_file(epoch, "optim"),
+                 [&](const fs::path& path) { optimizer_.save_state(path); });
+    write_output(o_.out_dir / "log.csv", [&](const fs::path& path) {
+      write_file_atomic(path, train_detail::log_csv(rows_));
+    });
+    write_output(o_.out_dir / "curve.png", [&](const fs::path&) { draw_curve(); });
     // The commit point: from here on a resume uses this epoch.
-    std::ostringstream state;
-    state.precision(17);
-    state << "unetsrnn checkpoint v1\nmodel " << model_.name() << "\nepoch " << epoch
-          << "\nbest_dice " << best_dice_ << "\nbest_epoch " << best_epoch_ << "\n";
-    plateau_.save_state(state);
-    write_file_atomic(o_.out_dir / "checkpoint.txt", state.str());
+    CheckpointState state;
+    state.model = model_.name();
+    state.epoch = epoch;
+    state.best_dice = best_dice_;
+    state.best_epoch = best_epoch_;
+    std::ostringstream plateau;
+    plateau_.save_state(plateau);
+    state.plateau = plateau.str();
+    if (!state.plateau.empty() && state.plateau.back() == '\n') state.plateau.pop_back();
+    state.fingerprint = fingerprint_;
+    write_file_atomic(o_.out_dir / "checkpoint.txt", format_checkpoint(state));
+    committed_ = true;
+    committed_epoch_ = epoch;
+    written_.clear();
     save_weights(model_, o_.out_dir / "last.weights");
     if (epoch > 1) {
       std::error_code ec;
@@ -517,29 +646,37 @@ class Trainer {
     }
   }
 
-  // Returns the epoch restored.
+  // Returns the epoch restored. Refuses a checkpoint of another model or another run.
   int restore_checkpoint() {
     const auto path = o_.out_dir / "checkpoint.txt";
-    std::ifstream in(path);
-    std::string header, key, model;
-    int epoch = 0;
-    std::getline(in, header);
-    if (header != "unetsrnn checkpoint v1")
-      fail_format("'", path.string(), "' is not a checkpoint");
-    in >> key >> model;
-    if (key != "model" || model != model_.name())
-      fail_format("'", path.string(), "' is a checkpoint of model '", model, "', not '",
+    const CheckpointState state = parse_checkpoint(detail::read_whole_file(path), path.string());
+    if (state.model != model_.name())
+      fail_format("'", path.string(), "' is a checkpoint of model '", state.model, "', not '",
                   model_.name(), "'");
-    in >> key >> epoch >> key >> best_dice_ >> key >> best_epoch_;
-    if (!in || epoch < 1) fail_format("'", path.string(), "' is damaged");
-    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-    plateau_.load_state(in);
-    load_weights(model_, epoch_file(epoch, "weights"));
-    std::ifstream opt(epoch_file(epoch, "optim"), std::ios::binary);
-    if (!opt) fail_format("cannot resume: '", epoch_file(epoch, "optim").string(), "' is missing");
-    optimizer_.load_state(opt, params_);
-    rows_ = train_detail::read_log_csv(o_.out_dir / "log.csv", epoch);
-    return epoch;
+    if (!state.fingerprint) {
+      log(str_cat("warning: '", path.string(),
+                  "' (checkpoint v1) has no fingerprint: resuming without checking that the data "
+                  "and options are the same"));
+    } else if (const std::string diff = state.fingerprint->differences(fingerprint_);
+               !diff.empty()) {
+      fail_argument("cannot resume the run in '", o_.out_dir.string(),
+                    "': it was started with other data or options: ", diff);
+    }
+    best_dice_ = state.best_dice;
+    best_epoch_ = state.best_epoch;
+    std::istringstream plateau(state.plateau + "\n");
+    try {
+      plateau_.load_state(plateau);
+    } catch (const FormatError& e) {
+      fail_format("'", path.string(), "': ", e.what());
+    }
+    load_weights(model_, epoch_file(state.epoch, "weights"));
+    optimizer_.load_state(epoch_file(state.epoch, "optim"), params_);
+    const auto log_path = o_.out_dir / "log.csv";
+    rows_ = train_detail::parse_log_csv(detail::read_whole_file(log_path), log_path.string(),
+                                        state.epoch);
+    committed_epoch_ = state.epoch;
+    return state.epoch;
   }
 
   void draw_curve() {
@@ -561,7 +698,9 @@ class Trainer {
   }
 
   EvalResult finish() {
-    comm_->barrier();  // rank 0 has written best.weights
+    // Again: a kill between the last checkpoint and its last.weights leaves that one stale.
+    if (comm_->is_root()) save_weights(model_, o_.out_dir / "last.weights");
+    comm_->barrier();  // rank 0 has written best.weights and last.weights
     EvalResult final_result = evaluate(model_, samples_, split_.test, o_.loss, o_.batch, *comm_);
     EvalResult best_result;
     const bool have_best = std::filesystem::exists(o_.out_dir / "best.weights");
@@ -683,6 +822,10 @@ class Trainer {
   std::vector<train_detail::LogRow> rows_;
   double best_dice_ = -1.0;
   int best_epoch_ = 0;
+  RunFingerprint fingerprint_;
+  bool committed_ = false;   // a checkpoint of this run exists (written now or resumed from)
+  int committed_epoch_ = 0;  // its epoch
+  std::vector<std::filesystem::path> written_;  // outputs of a fresh run before its first commit
 };
 
 }  // namespace unetsrnn
