@@ -1,9 +1,14 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
+#include <string>
+#include <vector>
 #include <unetsrnn/unetsrnn.hpp>
 
 using namespace unetsrnn;
@@ -55,6 +60,34 @@ TEST_CASE("the SRNN ablation is CR-UNet-Res without the SRNN skips and their 1x1
   CHECK(full_names == plain_names);
   // Its level-4 skip is b_4 (as CR-UNet-Res), not the original U-Net2D-Res's cat(t_4, b_4).
   CHECK(plain.parameter_count() < UNet2DRes<Filters::Low>().parameter_count());
+}
+
+// tests/data/model_parameters.txt was written from the hand-wired models before they became
+// aliases of one template: every model keeps its parameter count, names, order and shapes, so
+// weights files written before stay loadable.
+TEST_CASE("every model keeps the parameter names, order and shapes it was released with") {
+  std::ifstream in(UNETSRNN_SOURCE_DIR "/tests/data/model_parameters.txt");
+  REQUIRE(in);
+  std::vector<std::string> pinned, now;
+  for (std::string line; std::getline(in, line);) pinned.push_back(line);
+  for (const auto& line : pinned) {
+    if (line.rfind("model ", 0) != 0) continue;
+    const std::string name = line.substr(6, line.find(' ', 6) - 6);
+    auto m = make_model(name);
+    now.push_back("model " + name + " " + std::to_string(m->parameter_count()));
+    for (auto& p : m->parameters()) {
+      const Shape s = p.param->value.shape();
+      std::ostringstream row;
+      row << p.name << " " << s.n << " " << s.c << " " << s.h << " " << s.w;
+      now.push_back(row.str());
+    }
+  }
+  CHECK(pinned.size() > 300);
+  for (std::size_t i = 0; i < std::min(pinned.size(), now.size()); ++i) {
+    INFO("model_parameters.txt line ", i + 1);
+    REQUIRE(now[i] == pinned[i]);
+  }
+  CHECK(now.size() == pinned.size());
 }
 
 TEST_CASE("factory builds every model by name and rejects unknown names") {
