@@ -90,7 +90,7 @@ inline std::string model_help(const std::string& intro) {
     name.resize(std::max<std::size_t>(name.size() + 2, 22), ' ');
     help += "\n                               " + name + row.about;
   });
-  return help;
+  return help + "\n                             ";  // (cli.hpp appends " (default: ...)")
 }
 
 // The model called `name` on device Dev. Unknown name: std::invalid_argument listing the valid

@@ -59,12 +59,7 @@ struct None {};
 // The skip feature through a Spatial RNN of rule Rule and length L, merged back to its own channel
 // count (SRNNSkip: Merge::Concat is the original CR-UNet's concat + conv1x1 + ReLU).
 template <SrnnRule Rule, int L, SrnnMerge Merge = SrnnMerge::Concat, SrnnAct A = SrnnAct::Relu>
-struct Srnn {
-  static_assert(L >= 1 || Rule == SrnnRule::Irnn,
-                "skip::Srnn: the sequence length L must be >= 1 (the Irnn rule ignores it)");
-  static_assert(!(Merge == SrnnMerge::Conv && A == SrnnAct::Tanh),
-                "skip::Srnn: the conv merge supports the Relu and Identity activations");
-};
+struct Srnn {};
 }  // namespace skip
 
 // Everything else about a model. A structural type: it is a template argument of UNet.
@@ -138,6 +133,11 @@ struct SkipLink<skip::None, Enc, Dev> {
 };
 template <SrnnRule R, int L, SrnnMerge M, SrnnAct A, class Enc, class Dev>
 struct SkipLink<skip::Srnn<R, L, M, A>, Enc, Dev> {
+  static_assert(L >= 1 || R == SrnnRule::Irnn,
+                "skip::Srnn<rule, L, ...>: the sequence length L must be >= 1 (Irnn ignores it)");
+  static_assert(!(M == SrnnMerge::Conv && A == SrnnAct::Tanh),
+                "skip::Srnn<rule, L, merge, act>: the conv merge supports the Relu and Identity "
+                "activations");
   static constexpr int channels = Enc::skip_channels;
   using Skip = SRNNSkip<channels, channels, Dev, M>;
   static_assert(Block<Skip, Dev>, "SRNNSkip must model unetsrnn::Block");
