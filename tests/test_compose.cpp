@@ -1,7 +1,7 @@
-// Composition: two models the original work does not have, each declared in a few lines of the
-// UNet template (models/unet.hpp) with no forward or backward written for them, trained for a few
-// epochs on the library's synthetic nails and checked against finite differences like the
-// original models (test_models.cpp).
+// Composition: two models the original work does not have (tests/composed_models.hpp), each
+// declared in a few lines of the UNet template with no forward or backward written for them,
+// trained for a few epochs on the library's synthetic nails and checked against finite
+// differences like the original models (test_models.cpp).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -15,22 +15,13 @@
 #include <unetsrnn/unetsrnn.hpp>
 #include <vector>
 
+#include "composed_models.hpp"
 #include "model_check.hpp"
 
 using namespace unetsrnn;
 
-// An SRNN skip on every level, with the CR-UNet paper's rule and L = 16.
-using Paper16 = skip::Srnn<SrnnRule::Paper, 16>;
-template <int F = 8, class Dev = Cpu>
-using SrnnEveryLevel =
-    UNet<ResBlock, DoublingWidths<F, 5>, Skips<Paper16, Paper16, Paper16, Paper16>,
-         UNetOptions{.name = "srnn_every_level", .encoder_init = Init::HeNormal}, Dev>;
-
-// A depth-4 residual U-Net for one-channel (grey) images.
-template <int F = 8, class Dev = Cpu>
-using GreyRes4 =
-    UNet<ResBlock, DoublingWidths<F, 4>, Skips<skip::Plain, skip::Plain, skip::Plain>,
-         UNetOptions{.name = "grey_res4", .in_channels = 1, .encoder_init = Init::HeNormal}, Dev>;
+using testing::GreyRes4;
+using testing::SrnnEveryLevel;
 
 namespace {
 

@@ -23,6 +23,7 @@
 #include <unetsrnn/train/optim.hpp>
 #include <vector>
 
+#include "composed_models.hpp"
 #include "random_tensors.hpp"
 
 using namespace unetsrnn;
@@ -567,6 +568,14 @@ TEST_CASE("cuda crunet_res (width 4) logits, gradients and Adam step match the C
 }
 TEST_CASE("cuda crunet_res (Low) logits, gradients and Adam step match the CPU") {
   compare_models<CRUNetRes<Filters::Low, Cpu>, CRUNetRes<Filters::Low, Cuda>>(kModelInput);
+}
+// Two declared models (tests/composed_models.hpp): paper-rule SRNN skips on every level; depth 4
+// with one input channel.
+TEST_CASE("cuda srnn_every_level (width 4) logits, gradients and Adam step match the CPU") {
+  compare_models<testing::SrnnEveryLevel<4, Cpu>, testing::SrnnEveryLevel<4, Cuda>>(kModelInput);
+}
+TEST_CASE("cuda grey_res4 logits, gradients and Adam step match the CPU") {
+  compare_models<testing::GreyRes4<8, Cpu>, testing::GreyRes4<8, Cuda>>(Shape{2, 1, 32, 48});
 }
 
 }  // namespace
