@@ -24,7 +24,7 @@ inline cli::Parser demo_parser() {
   p.option("--epochs", "N", "training epochs", "20");
   p.option("--batch", "N", "images per batch", "4");
   p.option("--lr", "RATE", "Adam learning rate", "2e-3");
-  p.option("--model", "NAME", "model to train", "crunet_res_lw");
+  p.option("--model", "NAME", unetsrnn::model_help("model to train"), "crunet_res_lw");
   p.option("--loss", "NAME", "bce | bce_dice_seed | bce_dice (soft Dice copes with small nails)",
            "bce_dice");
   p.option("--seed", "N", "seed of data, weights and batch order", "1");

@@ -44,10 +44,7 @@ std::unique_ptr<unetsrnn::Communicator<Dev>> make_communicator(const cli::Parser
 
 inline cli::Parser train_parser() {
   cli::Parser p("train", "Train a U-Net / CR-UNet on one or more image+mask folders.");
-  p.option("--model", "NAME",
-           "unet2d_lw | unet2d_hw | unet2d_res_lw | unet2d_res_hw | crunet_res_lw | crunet_res_hw | "
-           "crunet_res_plain_lw | crunet_res_plain_hw (CR-UNet-Res without its SRNN)",
-           "crunet_res_lw");
+  p.option("--model", "NAME", unetsrnn::model_help("model to train"), "crunet_res_lw");
   p.option("--loss", "NAME", "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)",
            "bce");
   p.option("--epochs", "N", "training epochs", "20");

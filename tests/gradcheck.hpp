@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "random_tensors.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
@@ -156,11 +157,6 @@ inline GradCheckResult check_gradient(const std::string& name, Tensor<Cpu>& valu
                                       const GradCheckOptions& opt = {}) {
   check_shape("check_gradient", values.shape(), analytic_grad.shape());
   return check_gradient(name, values.data(), analytic_grad.data(), values.size(), loss, opt);
-}
-
-// Fills t with uniform values in [lo, hi).
-inline void fill_uniform(Tensor<Cpu>& t, Rng& rng, double lo = -1.0, double hi = 1.0) {
-  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
 }
 
 // The random-projection loss sum(y * r), in double; y may be a strided view, r has y's shape.

@@ -23,16 +23,15 @@
 #include <unetsrnn/train/optim.hpp>
 #include <vector>
 
+#include "composed_models.hpp"
+#include "random_tensors.hpp"
+
 using namespace unetsrnn;
+using testing::random_tensor;
+using testing::set_strong_srnn_weights;
 
 namespace {
 
-Tensor<Cpu> random_host(Shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  Tensor<Cpu> t(s);
-  Rng rng(seed);
-  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
-  return t;
-}
 // Small integers in [lo, hi]: ties everywhere (max-pool routing).
 Tensor<Cpu> random_levels(Shape s, std::uint64_t seed, int lo, int hi) {
   Tensor<Cpu> t(s);
@@ -170,7 +169,7 @@ struct Operand {
     const int extra = block && s.n > 0 ? 3 : 0;
     c0 = block ? 2 : 0;
     c = s.c;
-    cpu = random_host(Shape{s.n, s.c + extra, s.h, s.w}, seed, lo, hi);
+    cpu = random_tensor(Shape{s.n, s.c + extra, s.h, s.w}, seed, lo, hi);
     gpu = to_device(cpu);
   }
   View<Cpu> host() { return cpu.view().channels(c0, c); }
@@ -259,7 +258,7 @@ TEST_CASE("cuda pointwise ops match the CPU bit for bit (sigmoid to float roundi
     t.zero();
     expected.zero();
     report.compare("Tensor::zero", "2x3x4x5", expected, t, 0.0);
-    const Tensor<Cpu> r = random_host(Shape{3, 1, 7, 11}, 5);
+    const Tensor<Cpu> r = random_tensor(Shape{3, 1, 7, 11}, 5);
     report.compare("copy_from_host/to_host round trip", "3x1x7x11", r, to_device(r), 0.0);
     Tensor<Cuda> copied = to_device(r);  // device-to-device copy constructor
     Tensor<Cuda> assigned;
@@ -490,16 +489,6 @@ TEST_CASE("cuda adam_update and sgd_update match the CPU") {
 }
 
 // ------------------------------------------------------------------------------ models
-// Spatial RNN weights away from zero and of both signs (as in test_torch_parity), so the skip
-// links carry signal.
-void set_strong_srnn_weights(Tensor<Cpu>& w, std::uint64_t seed) {
-  Rng rng(seed);
-  for (float& v : w) {
-    const double magnitude = rng.uniform(0.4, 1.1);
-    v = static_cast<float>(rng.uniform01() < 0.5 ? -magnitude : magnitude);
-  }
-}
-
 // Model tensors compare to 1e-4 of their largest magnitude (the bound of test_torch_parity).
 constexpr double kModelTol = 1e-4;
 
@@ -525,8 +514,8 @@ void compare_models(const Shape& input) {
       pg[i].param->value.copy_from_host(pc[i].param->value);
     }
   }
-  const Tensor<Cpu> x = random_host(input, 11, 0.0, 1.0);
-  const Tensor<Cpu> dlogits = random_host(Shape{input.n, 1, input.h, input.w}, 12);
+  const Tensor<Cpu> x = random_tensor(input, 11, 0.0, 1.0);
+  const Tensor<Cpu> dlogits = random_tensor(Shape{input.n, 1, input.h, input.w}, 12);
   const Tensor<Cuda> x_gpu = to_device(x), dlogits_gpu = to_device(dlogits);
 
   cpu_model.zero_grad();
@@ -579,6 +568,14 @@ TEST_CASE("cuda crunet_res (width 4) logits, gradients and Adam step match the C
 }
 TEST_CASE("cuda crunet_res (Low) logits, gradients and Adam step match the CPU") {
   compare_models<CRUNetRes<Filters::Low, Cpu>, CRUNetRes<Filters::Low, Cuda>>(kModelInput);
+}
+// Two declared models (tests/composed_models.hpp): paper-rule SRNN skips on every level; depth 4
+// with one input channel.
+TEST_CASE("cuda srnn_every_level (width 4) logits, gradients and Adam step match the CPU") {
+  compare_models<testing::SrnnEveryLevel<4, Cpu>, testing::SrnnEveryLevel<4, Cuda>>(kModelInput);
+}
+TEST_CASE("cuda grey_res4 logits, gradients and Adam step match the CPU") {
+  compare_models<testing::GreyRes4<8, Cpu>, testing::GreyRes4<8, Cuda>>(Shape{2, 1, 32, 48});
 }
 
 }  // namespace

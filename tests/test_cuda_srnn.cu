@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "random_tensors.hpp"
 #include "unetsrnn/ops/ops.hpp"
 // The CPU kernels' OpenMP clauses and "#pragma GCC" lines are for the host compiler; nvcc's front
 // end reports them (1675) and variables only an OpenMP clause reads (177).
@@ -69,10 +70,7 @@ struct Operand {
     c = s.c;
     cpu = Tensor<Cpu>(Shape{s.n, s.c + (strided ? 3 : 0), s.h, s.w});
     // Magnitudes in [0.05, 1] (away from the ReLU kink at 0) with random signs.
-    for (float& v : cpu) {
-      const double mag = rng.uniform(0.05, 1.0);
-      v = static_cast<float>(rng.uniform01() < 0.5 ? -mag : mag);
-    }
+    testing::fill_signed(cpu, rng, 0.05, 1.0);
     upload();
   }
   void upload() { gpu.copy_from_host(cpu); }
@@ -316,7 +314,7 @@ Tensor<Cpu> make_weights(int C, Rng& rng, double range = 1.3) {
       for (int c = 0; c < 4; ++c) w.at(d, c, 0, 0) = values[d][c];
     return w;
   }
-  for (float& v : w) v = static_cast<float>(rng.uniform(-range, range));
+  testing::fill_uniform(w, rng, -range, range);
   for (int d = 0; d < kDirections && C > 2; ++d) {
     w.at(d, (d + 1) % C, 0, 0) = 0.0f;
     w.at(d, (d + 2) % C, 0, 0) = 1.0f;

@@ -24,16 +24,11 @@ using testing::check_gradient;
 using testing::fill_uniform;
 using testing::GradCheckOptions;
 using testing::project;
+using testing::random_tensor;
 
 namespace {
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-Tensor<Cpu> random_tensor(Shape s, Rng& rng, double lo = -1.0, double hi = 1.0) {
-  Tensor<Cpu> t(s);
-  fill_uniform(t, rng, lo, hi);
-  return t;
-}
 
 // Options for layers without kinks in the checked neighbourhood: the central difference must agree.
 GradCheckOptions strict() {

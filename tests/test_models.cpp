@@ -1,34 +1,22 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
+#include <string>
 #include <unetsrnn/unetsrnn.hpp>
+#include <vector>
+
+#include "model_check.hpp"
+#include "random_tensors.hpp"
 
 using namespace unetsrnn;
-
-namespace {
-
-Tensor<> random_tensor(Shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  Tensor<> t(s);
-  Rng rng(seed);
-  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
-  return t;
-}
-
-// Forward + backward of a model on x with loss = sum(logits * r); returns the loss.
-template <class M>
-double forward_backward(M& model, const Tensor<>& x, const Tensor<>& r) {
-  model.zero_grad();
-  CView<> y = model.forward(x);
-  double loss = 0.0;
-  for (std::size_t i = 0; i < r.size(); ++i) loss += static_cast<double>(y.data[i]) * r[i];
-  model.backward(r);
-  return loss;
-}
-
-}  // namespace
+using testing::forward_backward;
+using testing::random_tensor;
 
 TEST_CASE("trainable parameter counts match the original models (3-channel input)") {
   CHECK(UNet2D<Filters::Low>().parameter_count() == 485817);
@@ -57,8 +45,41 @@ TEST_CASE("the SRNN ablation is CR-UNet-Res without the SRNN skips and their 1x1
   CHECK(plain.parameter_count() < UNet2DRes<Filters::Low>().parameter_count());
 }
 
+// tests/data/model_parameters.txt was written from the hand-wired models before they became
+// aliases of one template: every model keeps its parameter count, names, order and shapes, so
+// weights files written before stay loadable.
+TEST_CASE("every model keeps the parameter names, order and shapes it was released with") {
+  std::ifstream in(UNETSRNN_SOURCE_DIR "/tests/data/model_parameters.txt");
+  REQUIRE(in);
+  std::vector<std::string> pinned, now;
+  for (std::string line; std::getline(in, line);) pinned.push_back(line);
+  for (const auto& line : pinned) {
+    if (line.rfind("model ", 0) != 0) continue;
+    const std::string name = line.substr(6, line.find(' ', 6) - 6);
+    auto m = make_model(name);
+    now.push_back("model " + name + " " + std::to_string(m->parameter_count()));
+    for (auto& p : m->parameters()) {
+      const Shape s = p.param->value.shape();
+      std::ostringstream row;
+      row << p.name << " " << s.n << " " << s.c << " " << s.h << " " << s.w;
+      now.push_back(row.str());
+    }
+  }
+  CHECK(pinned.size() > 300);
+  for (std::size_t i = 0; i < std::min(pinned.size(), now.size()); ++i) {
+    INFO("model_parameters.txt line ", i + 1);
+    REQUIRE(now[i] == pinned[i]);
+  }
+  CHECK(now.size() == pinned.size());
+}
+
 TEST_CASE("factory builds every model by name and rejects unknown names") {
-  for (const auto& name : model_names()) {
+  const std::vector<std::string> names = model_names();
+  CHECK(names.size() == 8);
+  CHECK(std::set<std::string>(names.begin(), names.end()).size() == names.size());
+  const std::string help = model_help("model to train");
+  for (const auto& name : names) {
+    CHECK(help.find("\n                               " + name + " ") != std::string::npos);
     auto m = make_model(name);
     CHECK(m->name() == name);
     CHECK(m->parameter_count() > 0);
@@ -129,72 +150,8 @@ TEST_CASE_TEMPLATE("forward + backward of the seed models at 1x3x160x192", M, UN
   }
 }
 
-// Whole-model gradient check. Float32 rounding of a deep net's loss (~1e-6 relative, summed over
-// thousands of outputs) swamps per-coordinate central differences of the small deep gradients, and
-// at the default initialisation countless ReLUs and max-pools sit within any usable step of a kink.
-// So the models are put in a regime where every ReLU is active: positive inputs, positive weights
-// scaled to ~1/fan_in, positive biases, SRNN weights in [0.1, 0.5]. There the loss is exactly
-// linear in every conv tensor, so a large step along the analytic gradient g of one tensor
-// (0.2 x its norm) has no truncation error and little relative rounding: the numeric slope must
-// equal |g| to 3% (measured worst 1.5%, on a bias whose gradient is 1e-3). The SRNN weights enter
-// as polynomials (w^k, k <= L), so they get a small step and their own exhaustive checks in
-// test_srnn.cpp. The ReLU masks themselves are checked per layer in test_layers_gradcheck.cpp, and
-// every gradient is compared with PyTorch's autograd in test_torch_parity.cpp.
-template <class M>
-void set_all_active(M& model) {
-  Rng rng(5);
-  for (auto& p : model.parameters()) {
-    const Shape s = p.param->value.shape();
-    const bool transposed = p.name.find(".up.") != std::string::npos;
-    const bool srnn = p.name.find("srnn") != std::string::npos;
-    const double fan_in = transposed ? s.n : double(s.c) * s.h * s.w;
-    for (float& v : p.param->value) {
-      if (p.name.ends_with("bias"))
-        v = static_cast<float>(rng.uniform(0.05, 0.2));
-      else if (srnn)
-        v = static_cast<float>(rng.uniform(0.1, 0.5));
-      else
-        v = static_cast<float>(rng.uniform(0.5, 1.5) / fan_in);
-    }
-  }
-}
-
 TEST_CASE_TEMPLATE("model gradients match finite differences (tiny widths, 2x3x32x32)", M,
                    UNet2D<Filters{2}>, UNet2DRes<Filters{2}>, CRUNetRes<Filters{2}>) {
   M model;
-  set_all_active(model);
-  const Tensor<> x = random_tensor(Shape{2, 3, 32, 32}, 11, 0.0, 1.0);
-  const Tensor<> r = random_tensor(Shape{2, 1, 32, 32}, 12);
-  forward_backward(model, x, r);
-  auto loss = [&] {
-    CView<> y = model.forward(x);
-    double l = 0.0;
-    for (std::size_t i = 0; i < r.size(); ++i) l += static_cast<double>(y.data[i]) * r[i];
-    return l;
-  };
-  for (auto& p : model.parameters()) {
-    Tensor<>& v = p.param->value;
-    const Tensor<>& g = p.param->grad;
-    double gnorm = 0.0, vnorm = 0.0;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      gnorm += static_cast<double>(g[i]) * g[i];
-      vnorm += static_cast<double>(v[i]) * v[i];
-    }
-    gnorm = std::sqrt(gnorm);
-    vnorm = std::sqrt(vnorm);
-    REQUIRE(gnorm > 0.0);
-    const bool srnn = p.name.find("srnn") != std::string::npos;
-    const double step = (srnn ? 0.01 : 0.2) * vnorm;
-    const Tensor<> saved = v;
-    for (std::size_t i = 0; i < v.size(); ++i)
-      v[i] = saved[i] + static_cast<float>(step * g[i] / gnorm);
-    const double up = loss();
-    for (std::size_t i = 0; i < v.size(); ++i)
-      v[i] = saved[i] - static_cast<float>(step * g[i] / gnorm);
-    const double down = loss();
-    v = saved;
-    const double slope = (up - down) / (2.0 * step);
-    INFO(p.name, ": |g| = ", gnorm, ", numeric slope along g = ", slope);
-    CHECK(std::fabs(slope - gnorm) <= 0.03 * gnorm);
-  }
+  testing::check_model_gradients(model, Shape{2, 3, 32, 32});
 }

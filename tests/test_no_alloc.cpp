@@ -10,6 +10,8 @@
 #include <unetsrnn/train/optim.hpp>
 #include <unetsrnn/unetsrnn.hpp>
 
+#include "random_tensors.hpp"
+
 extern "C" {
 void* __libc_malloc(std::size_t);
 void* __libc_calloc(std::size_t, std::size_t);
@@ -93,9 +95,8 @@ TEST_CASE("the allocation counter sees allocations") {
 
 TEST_CASE("a warm training step allocates nothing, for every model") {
   Rng rng(3);
-  Tensor<> x(Shape{2, 3, 32, 48}), dlogits(Shape{2, 1, 32, 48});
-  for (float& v : x) v = static_cast<float>(rng.uniform(-1.0, 1.0));
-  for (float& v : dlogits) v = static_cast<float>(rng.uniform(-1e-3, 1e-3));
+  const Tensor<> x = testing::random_tensor(Shape{2, 3, 32, 48}, rng, -1.0, 1.0);
+  const Tensor<> dlogits = testing::random_tensor(Shape{2, 1, 32, 48}, rng, -1e-3, 1e-3);
   for (const auto& name : model_names()) {
     CAPTURE(name);
     auto model = make_model(name);

@@ -13,27 +13,19 @@
 // ops.hpp first: it declares the SrnnCache template that cpu/backend.hpp's srnn.hpp specialises.
 #include "unetsrnn/ops/ops.hpp"
 
+#include "random_tensors.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
 #include "unetsrnn/ops/reference/conv.hpp"
 
 using namespace unetsrnn;
+using testing::fill_uniform;
+using testing::random_tensor;
 
 namespace {
 
 constexpr float kSentinel = -777.25f;  // marks memory an op must not touch
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-void fill_random(View<Cpu> v, Rng& rng, double lo = -1.0, double hi = 1.0) {
-  for (int n = 0; n < v.shape.n; ++n)
-    for (std::size_t k = 0; k < v.shape.image_size(); ++k)
-      v.image(n)[k] = static_cast<float>(rng.uniform(lo, hi));
-}
-Tensor<Cpu> random_tensor(Shape s, Rng& rng, double lo = -1.0, double hi = 1.0) {
-  Tensor<Cpu> t(s);
-  fill_random(t.view(), rng, lo, hi);
-  return t;
-}
 
 // A view that is either a whole tensor or a channel block inside a larger one (as fused
 // concatenation produces), with the rest of the larger tensor holding a sentinel.
@@ -155,7 +147,7 @@ TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, 
         CAPTURE(static_cast<int>(act));
         for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
           Placed x(Shape{n, ch.in, sz.h, sz.w}, strided, 3, 1);
-          fill_random(x.view, rng);
+          fill_uniform(x.view, rng);
           const Tensor<Cpu> w = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
           const Tensor<Cpu> b = random_tensor(Shape{1, ch.out, 1, 1}, rng);
           const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
@@ -211,14 +203,14 @@ TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-fi
       CAPTURE(accumulate);
       for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
         Placed dy(Shape{n, ch.out, sz.h, sz.w}, strided, 1, 2);
-        fill_random(dy.view, rng);
+        fill_uniform(dy.view, rng);
         const Tensor<Cpu> w = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
         Placed fast(Shape{n, ch.in, sz.h, sz.w}, strided);
         Placed expect(Shape{n, ch.in, sz.h, sz.w}, strided);
         Placed fresh(Shape{n, ch.in, sz.h, sz.w}, false);
         // Pre-filled values: to be added to, or (NaN) to be overwritten without being read.
         if (accumulate)
-          fill_random(fast.view, rng, -2.0, 2.0);
+          fill_uniform(fast.view, rng, -2.0, 2.0);
         else
           ops::fill<Cpu>(fast.view, kNaN);
         copy_into(fast.view, expect.view);
@@ -248,8 +240,8 @@ TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
       for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
         Placed x(Shape{n, ch.in, sz.h, sz.w}, strided, 2, 2);
         Placed dy(Shape{n, ch.out, sz.h, sz.w}, strided, 1, 3);
-        fill_random(x.view, rng);
-        fill_random(dy.view, rng);
+        fill_uniform(x.view, rng);
+        fill_uniform(dy.view, rng);
         Tensor<Cpu> dw = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
         Tensor<Cpu> db = random_tensor(Shape{1, ch.out, 1, 1}, rng);
         Tensor<Cpu> dw_ref = dw, db_ref = db;
@@ -293,7 +285,7 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
     for_each_case([&](int n, Channels ch, Size2 sz, bool strided) {
       const Shape in{n, ch.in, sz.h, sz.w}, out{n, ch.out, 2 * sz.h, 2 * sz.w};
       Placed x(in, strided, 1, 1);
-      fill_random(x.view, rng);
+      fill_uniform(x.view, rng);
       const Tensor<Cpu> w = random_tensor(Shape{ch.in, ch.out, 2, 2}, rng);
       const Tensor<Cpu> b = random_tensor(Shape{1, ch.out, 1, 1}, rng);
       const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
@@ -305,12 +297,12 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
       CHECK(y_fast.outside_untouched());
 
       Placed dy(out, strided, 2, 1);
-      fill_random(dy.view, rng);
+      fill_uniform(dy.view, rng);
       for (bool accumulate : {false, true}) {
         CAPTURE(accumulate);
         Placed dx_fast(in, strided), dx_ref(in, strided);
         if (accumulate)
-          fill_random(dx_fast.view, rng, -2.0, 2.0);
+          fill_uniform(dx_fast.view, rng, -2.0, 2.0);
         else
           ops::fill<Cpu>(dx_fast.view, kNaN);
         copy_into(dx_fast.view, dx_ref.view);
@@ -576,7 +568,7 @@ TEST_CASE("maxpool2x2 forward/backward match the reference, ties included") {
             CAPTURE(strided);
             const Shape in{n, c, sz.h, sz.w}, out{n, c, sz.h / 2, sz.w / 2};
             Placed x(in, strided, 1, 2);
-            fill_random(x.view, rng);
+            fill_uniform(x.view, rng);
             if (ties)  // a handful of distinct values: most windows hold repeated maxima
               for (int i = 0; i < n; ++i)
                 for (std::size_t k = 0; k < in.image_size(); ++k)
@@ -588,12 +580,12 @@ TEST_CASE("maxpool2x2 forward/backward match the reference, ties included") {
             CHECK(y_fast.outside_untouched());
 
             Placed dy(out, strided, 2, 1);
-            fill_random(dy.view, rng);
+            fill_uniform(dy.view, rng);
             for (bool accumulate : {false, true}) {
               CAPTURE(accumulate);
               Placed dx_fast(in, strided), dx_ref(in, strided);
               if (accumulate)
-                fill_random(dx_fast.view, rng, -2.0, 2.0);
+                fill_uniform(dx_fast.view, rng, -2.0, 2.0);
               else
                 ops::fill<Cpu>(dx_fast.view, kNaN);
               copy_into(dx_fast.view, dx_ref.view);

@@ -30,13 +30,7 @@ namespace {
 constexpr float kSentinel = -777.25f;  // marks memory an op must not touch
 
 // Uniform magnitudes in [0.05, 1] with random signs: away from the ReLU kink at 0.
-void fill_signed(View<Cpu> v, Rng& rng) {
-  for (int n = 0; n < v.shape.n; ++n)
-    for (std::size_t k = 0; k < v.shape.image_size(); ++k) {
-      const double mag = rng.uniform(0.05, 1.0);
-      v.image(n)[k] = static_cast<float>(rng.uniform01() < 0.5 ? -mag : mag);
-    }
-}
+void fill_signed(View<Cpu> v, Rng& rng) { testing::fill_signed(v, rng, 0.05, 1.0); }
 
 // A view that is either a whole tensor or a channel block inside a larger one (as fused
 // concatenation produces: consecutive images are not adjacent), the rest holding a sentinel.
@@ -254,7 +248,7 @@ TEST_CASE("srnn fast path matches the reference on a larger case that runs in pa
   Tensor<Cpu> x(xs), w(Shape{kDirections, C, 1, 1}), dy(ys);
   fill_signed(x.view(), rng);
   fill_signed(dy.view(), rng);
-  for (float& v : w) v = static_cast<float>(rng.uniform(-1.2, 1.2));
+  testing::fill_uniform(w, rng, -1.2, 1.2);
   for (SrnnRule rule : {SrnnRule::Seed, SrnnRule::Paper, SrnnRule::Irnn})
     for (int L : {5, 16}) {
       const std::string rule_str = rule_name(rule);

@@ -19,6 +19,8 @@
 #include <unetsrnn/unetsrnn.hpp>
 #include <vector>
 
+#include "random_tensors.hpp"
+
 // Numerical parity with PyTorch: the same weights, input and output gradient go through our model
 // and through benchmarks/torch_peer.py (the same graph built from torch ops, the Spatial RNN
 // computed literally step by step); logits and every parameter gradient must agree to float32
@@ -29,6 +31,8 @@
 #endif
 
 using namespace unetsrnn;
+using testing::random_tensor;
+using testing::set_strong_srnn_weights;
 namespace fs = std::filesystem;
 
 namespace {
@@ -114,23 +118,6 @@ std::vector<std::vector<float>> read_peer_outputs(const std::string& path) {
   }
   if (pos != bytes.size()) throw malformed();
   return tensors;
-}
-
-Tensor<> random_tensor(Shape s, std::uint64_t seed, double lo, double hi) {
-  Tensor<> t(s);
-  Rng rng(seed);
-  for (float& v : t) v = static_cast<float>(rng.uniform(lo, hi));
-  return t;
-}
-
-// Spatial RNN weights away from zero and of both signs, |w| in [0.4, 1.1]: a chain of L steps then
-// carries signal far (the initialiser's +-0.05 would make every step after the first negligible).
-void set_strong_srnn_weights(Tensor<>& w, std::uint64_t seed) {
-  Rng rng(seed);
-  for (float& v : w) {
-    const double magnitude = rng.uniform(0.4, 1.1);
-    v = static_cast<float>(rng.uniform01() < 0.5 ? -magnitude : magnitude);
-  }
 }
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }

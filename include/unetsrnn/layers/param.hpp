@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "unetsrnn/core/rng.hpp"
+#include "unetsrnn/ops/ops.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
 
 namespace unetsrnn {
@@ -64,6 +65,18 @@ struct NamedParam {
 };
 template <class Dev>
 using ParamList = std::vector<NamedParam<Dev>>;
+
+template <class Dev>
+std::size_t count_parameters(const ParamList<Dev>& list) {
+  std::size_t n = 0;
+  for (const auto& p : list) n += p.param->value.size();
+  return n;
+}
+// Sets every gradient to zero (before a batch accumulates into them).
+template <class Dev>
+void zero_grad(ParamList<Dev>& list) {
+  for (auto& p : list) ops::fill<Dev>(p.param->grad.view(), 0.0f);  // threaded
+}
 
 inline std::string join_name(const std::string& prefix, const char* name) {
   return prefix.empty() ? std::string(name) : prefix + "." + name;

@@ -1,22 +1,49 @@
 #pragma once
-// Named building blocks of the U-Nets. Each block owns its output and its output gradient:
+// Named building blocks of the U-Nets, and the contract they share (the `Block` concept below,
+// which the UNet template checks for every block it is given). Each block owns its output and its
+// output gradient:
 //   forward(x)        computes and returns a view of its output (valid until the next forward);
 //                     grad() then reads as zero, so that every consumer simply accumulates into
 //                     it (it is zeroed on first access, so inference never pays for it);
+//   output()          the last forward's output;
 //   grad()            the gradient of the loss w.r.t. the output, filled by the consumers;
 //   backward(dx, acc) dx (+)= dL/dx from grad() (dx.data == nullptr: input gradient not wanted),
-//                     parameter gradients +=. grad() may be overwritten.
+//                     parameter gradients +=. grad() may be overwritten;
+//   collect(list, prefix), and in_channels, out_channels, output_shape(input shape).
 // A block whose output contains its input (ResBlock: cat(t, b)) also offers
 //   input_slot(shape) a view where the caller may build the input before forward(slot), which
-//                     then skips copying it; the Encoder pools and DecoderLevel concatenates into
-//                     it.
+//                     then skips copying it; the UNet pools and DecoderLevel concatenates into it.
+#include <concepts>
 #include <string>
+#include <type_traits>
 
 #include "unetsrnn/layers/conv.hpp"
 #include "unetsrnn/layers/pool.hpp"
 #include "unetsrnn/layers/srnn.hpp"
 
 namespace unetsrnn {
+
+template <class B, class Dev>
+concept Block = requires(B& b, CView<Dev> x, View<Dev> dx, bool accumulate, ParamList<Dev>& list,
+                         const std::string& prefix, Shape in) {
+  { B::in_channels } -> std::convertible_to<int>;
+  { B::out_channels } -> std::convertible_to<int>;
+  { B::output_shape(in) } -> std::same_as<Shape>;
+  { b.forward(x) } -> std::same_as<CView<Dev>>;
+  { b.output() } -> std::same_as<CView<Dev>>;
+  { b.grad() } -> std::same_as<View<Dev>>;
+  b.backward(dx, accumulate);
+  b.collect(list, prefix);
+};
+
+// An encoder level is a block that also hands a skip feature, a channel block of its output, to
+// its decoder level: skip() (skip_channels channels) and skip_grad(), the matching part of grad().
+template <class B, class Dev>
+concept EncoderBlock = Block<B, Dev> && std::constructible_from<B, Init> && requires(B& b) {
+  { B::skip_channels } -> std::convertible_to<int>;
+  { b.skip() } -> std::same_as<CView<Dev>>;
+  { b.skip_grad() } -> std::same_as<View<Dev>>;
+};
 
 // Shared output/gradient buffers of a block with Out channels.
 template <int Out, class Dev>
@@ -29,7 +56,13 @@ class BlockOutput {
     }
     return dout_.view();
   }
+  // grad() for a single producer that overwrites all of it: skips the zeroing.
+  View<Dev> grad_to_overwrite() {
+    grad_zeroed_ = true;
+    return dout_.view();
+  }
   CView<Dev> output() const { return out_.cview(); }
+  static Shape output_shape(Shape in) { return Shape{in.n, Out, in.h, in.w}; }
 
  protected:
   void prepare(Shape in) {
@@ -47,7 +80,7 @@ class BlockOutput {
 template <int In, int F, class Dev = Cpu>
 class DoubleConv : public BlockOutput<F, Dev> {
  public:
-  static constexpr int in_channels = In, out_channels = F;
+  static constexpr int in_channels = In, out_channels = F, skip_channels = F;
   explicit DoubleConv(Init init) : conv1_(init), conv2_(init) {}
 
   void collect(ParamList<Dev>& out, const std::string& prefix) {
@@ -121,173 +154,139 @@ class ResBlock : public BlockOutput<In + F, Dev> {
   Tensor<Dev> ta_, dta_;  // cat(t, a) and its gradient
 };
 
-// CR-UNet skip link: seed Spatial RNN (concat, 4C channels), then conv1x1 + bias + ReLU to Out.
-template <int C, int Out, class Dev = Cpu>
+// CR-UNet skip link: a Spatial RNN on C channels, then to Out channels. Merge::Concat (the
+// original): the four sweeps concatenated (4C channels), then conv1x1 + bias + ReLU (He-normal);
+// Merge::Conv: the Spatial RNN's own merge, a 1x1 convolution without bias, then its activation.
+template <int C, int Out, class Dev = Cpu, SrnnMerge Merge = SrnnMerge::Concat>
 class SRNNSkip : public BlockOutput<Out, Dev> {
+  static constexpr bool concat = Merge == SrnnMerge::Concat;
+
  public:
   static constexpr int in_channels = C, out_channels = Out;
-  explicit SRNNSkip(int length)
-      : srnn_(SrnnConfig{SrnnRule::Seed, SrnnAct::Relu, length}), conv_(Init::HeNormal) {}
+  explicit SRNNSkip(SrnnConfig config) : srnn_(config) {}
+  explicit SRNNSkip(int length) : SRNNSkip(SrnnConfig{SrnnRule::Seed, SrnnAct::Relu, length}) {}
 
   void collect(ParamList<Dev>& out, const std::string& prefix) {
     srnn_.collect(out, join_name(prefix, "srnn"));
-    conv_.collect(out, join_name(prefix, "conv"));
+    if constexpr (concat) conv_.collect(out, join_name(prefix, "conv"));
   }
   CView<Dev> forward(CView<Dev> x) {
     this->prepare(x.shape);
-    sweeps_.resize(Shape{x.shape.n, 4 * C, x.shape.h, x.shape.w});
-    srnn_.forward(x, sweeps_);
-    conv_.forward(sweeps_, this->out_);
+    if constexpr (concat) {
+      sweeps_.resize(Shape{x.shape.n, 4 * C, x.shape.h, x.shape.w});
+      srnn_.forward(x, sweeps_);
+      conv_.forward(sweeps_, this->out_);
+    } else {
+      srnn_.forward(x, this->out_);
+    }
     return this->out_;
   }
   void backward(View<Dev> dx, bool accumulate) {
-    dsweeps_.resize(sweeps_.shape());
-    conv_.backward(this->grad(), dsweeps_, false);
-    srnn_.backward(dsweeps_, dx, accumulate);
+    if constexpr (concat) {
+      dsweeps_.resize(sweeps_.shape());
+      conv_.backward(this->grad(), dsweeps_, false);
+      srnn_.backward(dsweeps_, dx, accumulate);
+    } else {
+      srnn_.backward(this->grad(), dx, accumulate);
+    }
   }
 
  private:
-  SpatialRnn<C, SrnnMerge::Concat, 4 * C, Dev> srnn_;
-  Conv2d<4 * C, Out, 1, Act::Relu, true, Dev> conv_;
+  struct None {
+    explicit None(Init) {}
+  };
+  SpatialRnn<C, Merge, concat ? 4 * C : Out, Dev> srnn_;
+  [[no_unique_address]] std::conditional_t<concat, Conv2d<4 * C, Out, 1, Act::Relu, true, Dev>,
+                                           None>
+      conv_{Init::HeNormal};
   Tensor<Dev> sweeps_, dsweeps_;
 };
 
-// Decoder level: u = up(h) with F filters; c = cat(u, skip); output = Body(c).
+// Decoder level: u = up(h) with F filters; c = cat(u, skip); output = Body(c). Its input is h;
+// the skip (Skip channels, none when Skip == 0) is written by the caller into skip_slot() before
+// each forward(h), and its gradient is read from skip_slot_grad() after backward.
 template <int InH, int Skip, int F, template <int, int, class> class Body, class Dev = Cpu>
 class DecoderLevel {
+  static_assert(Skip >= 0, "DecoderLevel: Skip (the skip's channels) must be >= 0");
+  using Up = ConvTranspose2x2<InH, F, Dev>;
+
  public:
   using BodyBlock = Body<F + Skip, F, Dev>;
+  static_assert(Block<BodyBlock, Dev>, "DecoderLevel: Body<In, F, Dev> must model unetsrnn::Block");
   static constexpr int in_channels = InH, skip_channels = Skip;
   static constexpr int out_channels = BodyBlock::out_channels;
+  static Shape output_shape(Shape h) { return BodyBlock::output_shape(Up::output_shape(h)); }
 
-  DecoderLevel() : body_(Init::GlorotUniform) {}
+  explicit DecoderLevel(Init body_init = Init::GlorotUniform) : body_(body_init) {}
 
   void collect(ParamList<Dev>& out, const std::string& prefix) {
     up_.collect(out, join_name(prefix, "up"));
     body_.collect(out, join_name(prefix, "body"));
   }
-  CView<Dev> forward(CView<Dev> h, CView<Dev> skip) {
-    const Shape s = ConvTranspose2x2<InH, F, Dev>::output_shape(h.shape);
-    if (skip.shape.h != s.h || skip.shape.w != s.w)
-      fail_argument("DecoderLevel: skip ", skip.shape.str(), " does not match upsampled ", s.str());
-    c_shape_ = Shape{s.n, F + Skip, s.h, s.w};
-    View<Dev> c;  // cat(u, skip): built in the body's input slot when it has one
-    if constexpr (requires { body_.input_slot(c_shape_); }) {
-      c = body_.input_slot(c_shape_);
-    } else {
-      c_.resize(c_shape_);
-      c = c_;
-    }
-    up_.forward(h, c.channels(0, F));
-    ops::copy<Dev>(skip, c.channels(F, Skip));
-    return body_.forward(c);
+  // Where the skip (N, Skip, H, W) belongs: the last Skip channels of c.
+  View<Dev> skip_slot(Shape skip) {
+    static_assert(Skip > 0, "DecoderLevel: a level without skip has no skip slot");
+    if (skip.c != Skip)
+      fail_argument("DecoderLevel: skip ", skip.str(), " has ", skip.c, " channels, expected ",
+                    Skip);
+    prepare_input(Shape{skip.n, F + Skip, skip.h, skip.w});
+    return c_.channels(F, Skip);
   }
+  CView<Dev> forward(CView<Dev> h) {
+    const Shape u = Up::output_shape(h.shape);
+    if constexpr (Skip == 0) {
+      prepare_input(Shape{u.n, F, u.h, u.w});
+    } else if (c_shape_.n != u.n || c_shape_.h != u.h || c_shape_.w != u.w) {
+      fail_argument("DecoderLevel: skip ", c_.channels(F, Skip).shape.str(),
+                    " does not match upsampled ", u.str());
+    }
+    up_.forward(h, c_.channels(0, F));
+    return body_.forward(c_);
+  }
+  CView<Dev> output() const { return body_.output(); }
   View<Dev> grad() { return body_.grad(); }
-  // dh (+)= dL/dh; the skip's share is added to dskip.
-  void backward(View<Dev> dh, View<Dev> dskip, bool accumulate) {
+  // dh (+)= dL/dh; dL/dskip is left in skip_slot_grad().
+  void backward(View<Dev> dh, bool accumulate) {
     dc_.resize(c_shape_);
     body_.backward(dc_, false);
-    ops::add<Dev>(dc_.view().channels(F, Skip), dskip);
     up_.backward(dc_.view().channels(0, F), dh, accumulate);
   }
+  CView<Dev> skip_slot_grad() const { return dc_.cview().channels(F, Skip); }
 
  private:
-  ConvTranspose2x2<InH, F, Dev> up_;
+  // c = cat(u, skip) is built in the body's input slot when it has one, else in c_buffer_.
+  void prepare_input(Shape c) {
+    c_shape_ = c;
+    if constexpr (requires { body_.input_slot(c); }) {
+      c_ = body_.input_slot(c);
+    } else {
+      c_buffer_.resize(c);
+      c_ = c_buffer_;
+    }
+  }
+  Up up_;
   BodyBlock body_;
   Shape c_shape_{};
-  Tensor<Dev> c_, dc_;
-};
-
-// Five-level encoder with 2x2 max-pools between levels; level l has (2^(l-1)) * F filters.
-template <template <int, int, class> class Block, int In, int F, class Dev = Cpu>
-class Encoder {
- public:
-  using L1 = Block<In, F, Dev>;
-  using L2 = Block<L1::out_channels, 2 * F, Dev>;
-  using L3 = Block<L2::out_channels, 4 * F, Dev>;
-  using L4 = Block<L3::out_channels, 8 * F, Dev>;
-  using L5 = Block<L4::out_channels, 16 * F, Dev>;
-  static constexpr int out_channels = L5::out_channels;
-
-  explicit Encoder(Init init) : l1(init), l2(init), l3(init), l4(init), l5(init) {}
-
-  void collect(ParamList<Dev>& out, const std::string& prefix) {
-    l1.collect(out, prefix + "1"), l2.collect(out, prefix + "2"), l3.collect(out, prefix + "3");
-    l4.collect(out, prefix + "4"), l5.collect(out, prefix + "5");
-  }
-  CView<Dev> forward(CView<Dev> x) {
-    l1.forward(x);
-    l2.forward(pool(0, l1.output(), l2));
-    l3.forward(pool(1, l2.output(), l3));
-    l4.forward(pool(2, l3.output(), l4));
-    return l5.forward(pool(3, l4.output(), l5));
-  }
-  // Call after the decoder has accumulated into every level's grad().
-  void backward() {
-    l5.backward(pooled_grad(3), false);
-    unpool(3, l4.grad());
-    l4.backward(pooled_grad(2), false);
-    unpool(2, l3.grad());
-    l3.backward(pooled_grad(1), false);
-    unpool(1, l2.grad());
-    l2.backward(pooled_grad(0), false);
-    unpool(0, l1.grad());
-    l1.backward(View<Dev>{}, false);  // the image needs no gradient
-  }
-
-  L1 l1;
-  L2 l2;
-  L3 l3;
-  L4 l4;
-  L5 l5;
-
- private:
-  // Pools into the next block's input slot when it has one, else into pooled_.
-  template <class Next>
-  CView<Dev> pool(int level, CView<Dev> x, Next& next) {
-    const Shape s = MaxPool2<Dev>::output_shape(x.shape);
-    pooled_shape_[level] = s;
-    View<Dev> y;
-    if constexpr (requires { next.input_slot(s); }) {
-      y = next.input_slot(s);
-    } else {
-      pooled_[level].resize(s);
-      y = pooled_[level];
-    }
-    pools_[level].forward(x, y);
-    return y;
-  }
-  View<Dev> pooled_grad(int level) {
-    dpooled_[level].resize(pooled_shape_[level]);
-    return dpooled_[level];
-  }
-  void unpool(int level, View<Dev> dx) { pools_[level].backward(dpooled_[level], dx, true); }
-
-  MaxPool2<Dev> pools_[4];
-  Shape pooled_shape_[4]{};
-  Tensor<Dev> pooled_[4], dpooled_[4];
+  View<Dev> c_;
+  Tensor<Dev> c_buffer_, dc_;
 };
 
 // Output layer: 1x1 conv to one channel of logits (Glorot-uniform, Keras' default).
 template <int In, class Dev = Cpu>
-class LogitHead {
+class LogitHead : public BlockOutput<1, Dev> {
  public:
+  static constexpr int in_channels = In, out_channels = 1;
   void collect(ParamList<Dev>& out, const std::string& prefix) { conv_.collect(out, prefix); }
   CView<Dev> forward(CView<Dev> h) {
-    logits_.resize(Shape{h.shape.n, 1, h.shape.h, h.shape.w});
-    conv_.forward(h, logits_);
-    return logits_;
+    this->prepare(h.shape);
+    conv_.forward(h, this->out_);
+    return this->out_;
   }
-  // dh += dL/dh given dL/dlogits.
-  void backward(CView<Dev> dlogits, View<Dev> dh) {
-    dlogits_.resize(logits_.shape());
-    ops::copy<Dev>(dlogits, dlogits_);  // the conv's backward may overwrite its gradient input
-    conv_.backward(dlogits_, dh, true);
-  }
+  // dh (+)= dL/dh given dL/dlogits in grad() (which the conv's backward overwrites).
+  void backward(View<Dev> dh, bool accumulate) { conv_.backward(this->grad(), dh, accumulate); }
 
  private:
   Conv2d<In, 1, 1, Act::None, true, Dev> conv_{Init::GlorotUniform};
-  Tensor<Dev> logits_, dlogits_;
 };
 
 }  // namespace unetsrnn

@@ -1,11 +1,16 @@
 #pragma once
 // Run-time model selection for programs that take the model as an argument ("crunet_res_hw").
-// AnyModel is the type-erased face of every model type; code that knows its model at compile time
-// uses the model type directly and pays no virtual call.
+// One table, known_models(), lists every model the programs know by name: model_names(),
+// make_model() and the programs' --model help (model_help()) all read it, so a model declared
+// and added there is known everywhere. AnyModel is the type-erased face of every model type; code
+// that knows its model at compile time uses the model type directly and pays no virtual call.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "unetsrnn/models/models.hpp"
@@ -21,13 +26,10 @@ class AnyModel {
   virtual void init(std::uint64_t seed) = 0;
   virtual CView<Dev> forward(CView<Dev> x) = 0;   // logits (N, 1, H, W)
   virtual void backward(CView<Dev> dlogits) = 0;  // parameter gradients +=
-  std::size_t parameter_count() {
-    std::size_t n = 0;
-    for (auto& p : parameters()) n += p.param->value.size();
-    return n;
-  }
+  std::size_t parameter_count() { return count_parameters(parameters()); }
   void zero_grad() {
-    for (auto& p : parameters()) ops::fill<Dev>(p.param->grad.view(), 0.0f);  // threaded
+    ParamList<Dev> list = parameters();
+    unetsrnn::zero_grad(list);
   }
 };
 
@@ -42,31 +44,65 @@ class ModelAdapter final : public AnyModel<Dev> {
   Model model;
 };
 
-inline std::vector<std::string> model_names() {
-  return {"unet2d_lw",     "unet2d_hw",     "unet2d_res_lw",
-          "unet2d_res_hw", "crunet_res_lw", "crunet_res_hw",
-          "crunet_res_plain_lw", "crunet_res_plain_hw"};
+// A row of the table: the model type (its name is its own, Model::options.name) and what --help
+// says of it.
+template <class Model>
+struct Known {
+  using type = Model;
+  const char* about;
+};
+
+// Every model known by name: the four models of the original (unet2d_lw, unet2d_res_hw,
+// crunet_res_hw, crunet_res_lw), every family at both widths, and the SRNN ablation.
+template <class Dev>
+constexpr auto known_models() {
+  return std::tuple{
+      Known<UNet2D<Filters::Low, Dev>>{"U-Net2D, 8 filters (the original's LW)"},
+      Known<UNet2D<Filters::High, Dev>>{"U-Net2D, 32 filters"},
+      Known<UNet2DRes<Filters::Low, Dev>>{"U-Net2D-Res, 8 filters"},
+      Known<UNet2DRes<Filters::High, Dev>>{"U-Net2D-Res, 32 filters (the original's HW)"},
+      Known<CRUNetRes<Filters::Low, Dev>>{"CR-UNet-Res LW, SRNN skips on levels 3 and 2"},
+      Known<CRUNetRes<Filters::High, Dev>>{"CR-UNet-Res HW"},
+      Known<CRUNetResPlain<Filters::Low, Dev>>{"CR-UNet-Res LW without its SRNN (ablation)"},
+      Known<CRUNetResPlain<Filters::High, Dev>>{"CR-UNet-Res HW without its SRNN (ablation)"},
+  };
 }
 
-// The four models of the original: unet2d_lw, unet2d_res_hw, crunet_res_hw, crunet_res_lw (every
-// family is offered at both widths), and crunet_res_plain_{lw,hw}, CR-UNet-Res without its Spatial
-// RNN (the ablation). Unknown name: std::invalid_argument listing the valid ones.
+// Calls f(row) for every row of known_models<Dev>(), in table order.
+template <class Dev = Cpu, class F>
+void for_each_known_model(F&& f) {
+  std::apply([&](const auto&... row) { (f(row), ...); }, known_models<Dev>());
+}
+
+inline std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for_each_known_model([&](const auto& row) {
+    names.emplace_back(std::remove_cvref_t<decltype(row)>::type::options.name);
+  });
+  return names;
+}
+
+// The programs' --model help: `intro`, then one line per model (indented for examples/cli.hpp).
+inline std::string model_help(const std::string& intro) {
+  std::string help = intro + ", one of:";
+  for_each_known_model([&](const auto& row) {
+    std::string name = std::remove_cvref_t<decltype(row)>::type::options.name;
+    name.resize(std::max<std::size_t>(name.size() + 2, 22), ' ');
+    help += "\n                               " + name + row.about;
+  });
+  return help + "\n                             ";  // (cli.hpp appends " (default: ...)")
+}
+
+// The model called `name` on device Dev. Unknown name: std::invalid_argument listing the valid
+// ones.
 template <class Dev = Cpu>
 std::unique_ptr<AnyModel<Dev>> make_model(std::string_view name) {
-  if (name == "unet2d_lw") return std::make_unique<ModelAdapter<UNet2D<Filters::Low, Dev>, Dev>>();
-  if (name == "unet2d_hw") return std::make_unique<ModelAdapter<UNet2D<Filters::High, Dev>, Dev>>();
-  if (name == "unet2d_res_lw")
-    return std::make_unique<ModelAdapter<UNet2DRes<Filters::Low, Dev>, Dev>>();
-  if (name == "unet2d_res_hw")
-    return std::make_unique<ModelAdapter<UNet2DRes<Filters::High, Dev>, Dev>>();
-  if (name == "crunet_res_lw")
-    return std::make_unique<ModelAdapter<CRUNetRes<Filters::Low, Dev>, Dev>>();
-  if (name == "crunet_res_hw")
-    return std::make_unique<ModelAdapter<CRUNetRes<Filters::High, Dev>, Dev>>();
-  if (name == "crunet_res_plain_lw")
-    return std::make_unique<ModelAdapter<CRUNetResPlain<Filters::Low, Dev>, Dev>>();
-  if (name == "crunet_res_plain_hw")
-    return std::make_unique<ModelAdapter<CRUNetResPlain<Filters::High, Dev>, Dev>>();
+  std::unique_ptr<AnyModel<Dev>> model;
+  for_each_known_model<Dev>([&](const auto& row) {
+    using Model = typename std::remove_cvref_t<decltype(row)>::type;
+    if (!model && name == Model::options.name) model = std::make_unique<ModelAdapter<Model, Dev>>();
+  });
+  if (model) return model;
   std::string valid;
   for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
   fail_argument("unknown model '", name, "'; valid models: ", valid);

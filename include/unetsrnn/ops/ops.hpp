@@ -8,6 +8,7 @@
 // concatenation). `accumulate == true` means dx += ..., otherwise dx = .... Parameter gradients
 // always accumulate (the trainer zeroes them once per batch).
 #include <atomic>
+#include <concepts>
 #include <cstdint>
 #include <type_traits>
 
@@ -30,18 +31,75 @@ namespace ops {
 inline std::uint64_t flops_counted();
 inline void reset_flop_counter();
 
-namespace detail {
-template <class T>
-constexpr bool backend_complete = requires {
-  sizeof(Backend<T>);
+// What Backend<Dev> must bind: every op of this table, with its exact signature.
+template <class B, class Dev>
+concept ProvidesEveryOp = requires {
+  { B::fill } -> std::convertible_to<void (*)(View<Dev>, float)>;
+  { B::copy } -> std::convertible_to<void (*)(CView<Dev>, View<Dev>)>;
+  { B::add } -> std::convertible_to<void (*)(CView<Dev>, View<Dev>)>;
+  { B::relu_forward } -> std::convertible_to<void (*)(CView<Dev>, View<Dev>)>;
+  { B::relu_backward } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, bool)>;
+  { B::sigmoid_forward } -> std::convertible_to<void (*)(CView<Dev>, View<Dev>)>;
+  {
+    B::conv2d_forward
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, CView<Dev>, View<Dev>, Act,
+                                      Tensor<Dev>&)>;
+  {
+    B::conv2d_backward_data
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, bool, Tensor<Dev>&)>;
+  {
+    B::conv2d_backward_params
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, View<Dev>, Tensor<Dev>&)>;
+  {
+    B::conv_transpose2x2_forward
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, CView<Dev>, View<Dev>, Tensor<Dev>&)>;
+  {
+    B::conv_transpose2x2_backward_data
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, bool, Tensor<Dev>&)>;
+  {
+    B::conv_transpose2x2_backward_params
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, View<Dev>, Tensor<Dev>&)>;
+  { B::maxpool2x2_forward } -> std::convertible_to<void (*)(CView<Dev>, View<Dev>)>;
+  {
+    B::maxpool2x2_backward
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, CView<Dev>, View<Dev>, bool)>;
+  {
+    B::srnn_forward
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, View<Dev>, const SrnnConfig&,
+                                      SrnnCache<Dev>&)>;
+  {
+    B::srnn_backward
+    } -> std::convertible_to<void (*)(CView<Dev>, CView<Dev>, CView<Dev>, View<Dev>, View<Dev>,
+                                      bool, const SrnnConfig&, SrnnCache<Dev>&)>;
+  {
+    B::adam_update
+    } -> std::convertible_to<void (*)(View<Dev>, CView<Dev>, View<Dev>, View<Dev>, float, float,
+                                      float, float)>;
+  {
+    B::sgd_update
+    } -> std::convertible_to<void (*)(View<Dev>, CView<Dev>, View<Dev>, float, float)>;
 };
 
+namespace detail {
 template <class Dev>
-constexpr void require_backend() {
+constexpr bool backend_complete = requires {
+  sizeof(Backend<Dev>);
+};
+
+// The ops below reach their bodies through this, so the first op used on a device checks that
+// device's whole backend.
+template <class Dev>
+struct CheckedBackend {
   static_assert(backend_complete<Dev>,
                 "no backend for this device: include <unetsrnn/cuda.hpp> and compile with nvcc "
                 "to use the Cuda device");
-}
+  static_assert(ProvidesEveryOp<Backend<Dev>, Dev>,
+                "Backend<Dev> must bind every op of ops/ops.hpp with its exact signature (the "
+                "unsatisfied requirement named below is the missing or mismatched op)");
+  using type = Backend<Dev>;
+};
+template <class Dev>
+using backend = typename CheckedBackend<Dev>::type;
 
 // Multiply-adds count as two floating-point operations.
 inline std::atomic<std::uint64_t> flop_count{0};
@@ -69,38 +127,38 @@ inline void reset_flop_counter() { detail::flop_count.store(0); }
 // y = value everywhere.
 template <class Dev>
 void fill(View<Dev> y, float value) {
-  Backend<Dev>::fill(y, value);
+  detail::backend<Dev>::fill(y, value);
 }
 // y = x (shapes equal; either may be strided).
 template <class Dev>
 void copy(CView<Dev> x, View<Dev> y) {
   check_shape("ops::copy", x.shape, y.shape);
-  Backend<Dev>::copy(x, y);
+  detail::backend<Dev>::copy(x, y);
 }
 // y += x.
 template <class Dev>
 void add(CView<Dev> x, View<Dev> y) {
   check_shape("ops::add", x.shape, y.shape);
-  Backend<Dev>::add(x, y);
+  detail::backend<Dev>::add(x, y);
 }
 // y = max(x, 0); x and y may alias.
 template <class Dev>
 void relu_forward(CView<Dev> x, View<Dev> y) {
   check_shape("ops::relu_forward", x.shape, y.shape);
-  Backend<Dev>::relu_forward(x, y);
+  detail::backend<Dev>::relu_forward(x, y);
 }
 // dx (+)= dy * [y > 0], with y the ReLU's output; dy and dx may alias when !accumulate.
 template <class Dev>
 void relu_backward(CView<Dev> y, CView<Dev> dy, View<Dev> dx, bool accumulate) {
   check_shape("ops::relu_backward", y.shape, dy.shape);
   check_shape("ops::relu_backward", y.shape, dx.shape);
-  Backend<Dev>::relu_backward(y, dy, dx, accumulate);
+  detail::backend<Dev>::relu_backward(y, dy, dx, accumulate);
 }
 // y = 1 / (1 + exp(-x)), computed without overflow for any x.
 template <class Dev>
 void sigmoid_forward(CView<Dev> x, View<Dev> y) {
   check_shape("ops::sigmoid_forward", x.shape, y.shape);
-  Backend<Dev>::sigmoid_forward(x, y);
+  detail::backend<Dev>::sigmoid_forward(x, y);
 }
 
 // ---------------------------------------------------------------- convolution
@@ -119,7 +177,7 @@ void conv2d_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<Dev> y, Act a
   detail::same_hw(who, x.shape, y.shape);
   if (b.data) check_shape(who, Shape{1, w.shape.n, 1, 1}, b.shape);
   detail::count_flops(detail::conv_flops(y.shape, w.shape));
-  Backend<Dev>::conv2d_forward(x, w, b, y, act, scratch);
+  detail::backend<Dev>::conv2d_forward(x, w, b, y, act, scratch);
 }
 // dx (+)= gradient of the convolution's pre-activation output dy with respect to its input.
 // (A fused ReLU is undone by the caller with relu_backward first.)
@@ -131,7 +189,7 @@ void conv2d_backward_data(CView<Dev> dy, CView<Dev> w, View<Dev> dx, bool accumu
   detail::channels_are(who, "dx", dx.shape, w.shape.c);
   detail::same_hw(who, dy.shape, dx.shape);
   detail::count_flops(detail::conv_flops(dy.shape, w.shape));
-  Backend<Dev>::conv2d_backward_data(dy, w, dx, accumulate, scratch);
+  detail::backend<Dev>::conv2d_backward_data(dy, w, dx, accumulate, scratch);
 }
 // dw += sum over batch and pixels of dy x im2col(x); db += sum of dy (db may be empty).
 template <class Dev>
@@ -143,7 +201,7 @@ void conv2d_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw, View<Dev>
   detail::same_hw(who, x.shape, dy.shape);
   if (db.data) check_shape(who, Shape{1, dw.shape.n, 1, 1}, db.shape);
   detail::count_flops(detail::conv_flops(dy.shape, dw.shape));
-  Backend<Dev>::conv2d_backward_params(x, dy, dw, db, scratch);
+  detail::backend<Dev>::conv2d_backward_params(x, dy, dw, db, scratch);
 }
 
 // Transposed convolution, kernel 2, stride 2 (every output pixel has exactly one source):
@@ -158,7 +216,7 @@ void conv_transpose2x2_forward(CView<Dev> x, CView<Dev> w, CView<Dev> b, View<De
   check_shape(who, Shape{x.shape.n, w.shape.c, 2 * x.shape.h, 2 * x.shape.w}, y.shape);
   if (b.data) check_shape(who, Shape{1, w.shape.c, 1, 1}, b.shape);
   detail::count_flops(2.0 * x.shape.size() * w.shape.c * 4);
-  Backend<Dev>::conv_transpose2x2_forward(x, w, b, y, scratch);
+  detail::backend<Dev>::conv_transpose2x2_forward(x, w, b, y, scratch);
 }
 template <class Dev>
 void conv_transpose2x2_backward_data(CView<Dev> dy, CView<Dev> w, View<Dev> dx, bool accumulate,
@@ -167,7 +225,7 @@ void conv_transpose2x2_backward_data(CView<Dev> dy, CView<Dev> w, View<Dev> dx, 
   check_shape(who, Shape{dx.shape.n, w.shape.c, 2 * dx.shape.h, 2 * dx.shape.w}, dy.shape);
   detail::channels_are(who, "dx", dx.shape, w.shape.n);
   detail::count_flops(2.0 * dx.shape.size() * w.shape.c * 4);
-  Backend<Dev>::conv_transpose2x2_backward_data(dy, w, dx, accumulate, scratch);
+  detail::backend<Dev>::conv_transpose2x2_backward_data(dy, w, dx, accumulate, scratch);
 }
 template <class Dev>
 void conv_transpose2x2_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw, View<Dev> db,
@@ -177,7 +235,7 @@ void conv_transpose2x2_backward_params(CView<Dev> x, CView<Dev> dy, View<Dev> dw
   detail::channels_are(who, "x", x.shape, dw.shape.n);
   if (db.data) check_shape(who, Shape{1, dw.shape.c, 1, 1}, db.shape);
   detail::count_flops(2.0 * x.shape.size() * dw.shape.c * 4);
-  Backend<Dev>::conv_transpose2x2_backward_params(x, dy, dw, db, scratch);
+  detail::backend<Dev>::conv_transpose2x2_backward_params(x, dy, dw, db, scratch);
 }
 
 // ---------------------------------------------------------------- pooling
@@ -188,7 +246,7 @@ void maxpool2x2_forward(CView<Dev> x, View<Dev> y) {
   if (x.shape.h % 2 || x.shape.w % 2)
     fail_argument(who, ": H and W must be even, got ", x.shape.str());
   check_shape(who, Shape{x.shape.n, x.shape.c, x.shape.h / 2, x.shape.w / 2}, y.shape);
-  Backend<Dev>::maxpool2x2_forward(x, y);
+  detail::backend<Dev>::maxpool2x2_forward(x, y);
 }
 // dx (+)= dy routed to the first maximum of each window in row-major order (ties go to one place).
 template <class Dev>
@@ -197,7 +255,7 @@ void maxpool2x2_backward(CView<Dev> x, CView<Dev> y, CView<Dev> dy, View<Dev> dx
   check_shape(who, y.shape, dy.shape);
   check_shape(who, x.shape, dx.shape);
   check_shape(who, Shape{x.shape.n, x.shape.c, x.shape.h / 2, x.shape.w / 2}, y.shape);
-  Backend<Dev>::maxpool2x2_backward(x, y, dy, dx, accumulate);
+  detail::backend<Dev>::maxpool2x2_backward(x, y, dy, dx, accumulate);
 }
 
 // ---------------------------------------------------------------- Spatial RNN
@@ -213,7 +271,7 @@ void srnn_forward(CView<Dev> x, CView<Dev> w, View<Dev> y, const SrnnConfig& cfg
   check_shape(who, Shape{x.shape.n, kDirections * x.shape.c, x.shape.h, x.shape.w}, y.shape);
   if (cfg.length < 1 && cfg.rule != SrnnRule::Irnn)
     fail_argument(who, ": sequence length L must be >= 1, got ", cfg.length);
-  Backend<Dev>::srnn_forward(x, w, y, cfg, cache);
+  detail::backend<Dev>::srnn_forward(x, w, y, cfg, cache);
 }
 // dx (+)= d loss / d x, dw += d loss / d w, given dy = d loss / d y.
 template <class Dev>
@@ -223,7 +281,7 @@ void srnn_backward(CView<Dev> x, CView<Dev> w, CView<Dev> dy, View<Dev> dx, View
   check_shape(who, Shape{x.shape.n, kDirections * x.shape.c, x.shape.h, x.shape.w}, dy.shape);
   check_shape(who, x.shape, dx.shape);
   check_shape(who, w.shape, dw.shape);
-  Backend<Dev>::srnn_backward(x, w, dy, dx, dw, accumulate, cfg, cache);
+  detail::backend<Dev>::srnn_backward(x, w, dy, dx, dw, accumulate, cfg, cache);
 }
 
 // ---------------------------------------------------------------- optimiser updates
@@ -237,7 +295,7 @@ void adam_update(View<Dev> p, CView<Dev> g, View<Dev> m, View<Dev> v, float lr_t
   check_shape(who, p.shape, g.shape);
   check_shape(who, p.shape, m.shape);
   check_shape(who, p.shape, v.shape);
-  Backend<Dev>::adam_update(p, g, m, v, lr_t, beta1, beta2, eps);
+  detail::backend<Dev>::adam_update(p, g, m, v, lr_t, beta1, beta2, eps);
 }
 // SGD with momentum (Keras): vel = mu * vel - lr * g; p += vel.
 template <class Dev>
@@ -245,7 +303,7 @@ void sgd_update(View<Dev> p, CView<Dev> g, View<Dev> vel, float lr, float moment
   const char* who = "ops::sgd_update";
   check_shape(who, p.shape, g.shape);
   check_shape(who, p.shape, vel.shape);
-  Backend<Dev>::sgd_update(p, g, vel, lr, momentum);
+  detail::backend<Dev>::sgd_update(p, g, vel, lr, momentum);
 }
 
 }  // namespace ops

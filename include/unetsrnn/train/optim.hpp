@@ -190,9 +190,7 @@ class Optimizer {
   // One update of every parameter from its grad; grads are left as they are.
   virtual void step(ParamList<Dev>& params) = 0;
 
-  void zero_grad(ParamList<Dev>& params) const {
-    for (auto& named : params) ops::fill<Dev>(named.param->grad.view(), 0.0f);  // threaded
-  }
+  void zero_grad(ParamList<Dev>& params) const { unetsrnn::zero_grad(params); }
   std::uint64_t iterations() const { return iterations_; }
   double lr() const { return lr_; }  // base rate, before time decay
   void set_lr(double lr) {
