@@ -234,6 +234,30 @@ TEST_CASE("16-bit PNM: big-endian samples, channels converted as stb 2.28 does (
     CHECK(contains(error_of([&] { decode(cut, 3); }), "truncated PNM"));
 }
 
+TEST_CASE("JPEGs that would make stb 2.27 write out of bounds are refused before decoding") {
+  // A DHT segment whose table declares 300 codes (stb's table holds 256).
+  std::string dht = "\xff\xc4" + be16(2 + 17 + 300) + std::string(1, '\x00');
+  for (int i = 0; i < 16; ++i) dht += static_cast<char>(i < 15 ? 20 : 0);
+  dht += std::string(300, '\x01');
+  const std::string jpeg = encode_jpeg(numbered(8, 8, 3));
+  for (const std::string& soi : {std::string("\xff\xd8"), std::string("\xff\xff\xff\xd8")}) {
+    const std::string bad = soi + dht + jpeg.substr(2);
+    CHECK(contains(error_of([&] {
+                     decode_pixels(reinterpret_cast<const unsigned char*>(bad.data()), bad.size(),
+                                   "huffman.jpg");
+                   }),
+                   "cannot decode image 'huffman.jpg': corrupt JPEG: a Huffman table with 300 "
+                   "codes (at most 256)"));
+  }
+  // The same table after the image data of a scan (progressive JPEGs have tables between scans).
+  const std::string late = jpeg.substr(0, jpeg.size() - 2) + dht + "\xff\xd9";
+  CHECK_THROWS_AS(decode_pixels(reinterpret_cast<const unsigned char*>(late.data()), late.size(),
+                                "late.jpg"),
+                  FormatError);
+  CHECK_NOTHROW(decode_pixels(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(),
+                              "fine.jpg"));
+}
+
 TEST_CASE("the pixel limit is checked from the header, before decoding") {
   // IHDR of a huge RGB PNG and nothing decodable behind it.
   auto be32 = [](std::uint32_t v) {

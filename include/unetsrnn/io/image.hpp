@@ -131,9 +131,13 @@ namespace detail {
 // Returns false when the data is not a JPEG. Every read is bounds-checked.
 template <class Segment>
 bool for_each_jpeg_segment(const unsigned char* data, std::size_t size, Segment&& segment) {
-  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return false;
+  // SOI, possibly after fill bytes (stb accepts FF FF D8).
+  std::size_t pos = 0;
+  if (size < 4 || data[0] != 0xFF) return false;
+  while (pos + 1 < size && data[pos + 1] == 0xFF) ++pos;
+  if (pos + 1 >= size || data[pos + 1] != 0xD8) return false;
+  pos += 2;
   auto is_rst = [](unsigned char m) { return m >= 0xD0 && m <= 0xD7; };
-  std::size_t pos = 2;
   while (pos + 2 <= size) {
     if (data[pos] != 0xFF || data[pos + 1] == 0x00) {  // not a marker: look for the next one
       ++pos;
