@@ -14,7 +14,7 @@
 #include <omp.h>
 #include <sys/resource.h>
 
-#include <Eigen/Core>
+#include <unetsrnn/ops/cpu/eigen.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
