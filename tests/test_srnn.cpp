@@ -339,17 +339,17 @@ TEST_CASE("the fast path's vectorisable tanh is within 1.5 ulp of the exact valu
     const float rounded = static_cast<float>(exact);
     const double ulp =
         exact == 0.0 ? 1e-45 : double(std::nextafter(rounded, 2.0f)) - double(rounded);
-    const double err = std::fabs(cpu::srnn_detail::tanh_float(x) - exact) / ulp;
+    const double err = std::fabs(cpu::portable::srnn_detail::tanh_float(x) - exact) / ulp;
     if (err > worst_ulp) worst_ulp = err, worst_at = x;
-    asymmetric += cpu::srnn_detail::tanh_float(-x) != -cpu::srnn_detail::tanh_float(x);
+    asymmetric += cpu::portable::srnn_detail::tanh_float(-x) != -cpu::portable::srnn_detail::tanh_float(x);
   }
   CHECK(asymmetric == 0);
   INFO("worst ", worst_ulp, " ulp at ", worst_at);
   CHECK(worst_ulp <= 1.5);
-  CHECK(cpu::srnn_detail::tanh_float(100.0f) == 1.0f);
-  CHECK(cpu::srnn_detail::tanh_float(-std::numeric_limits<float>::infinity()) == -1.0f);
-  CHECK(std::signbit(cpu::srnn_detail::tanh_float(-0.0f)));
-  CHECK(std::isnan(cpu::srnn_detail::tanh_float(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(cpu::portable::srnn_detail::tanh_float(100.0f) == 1.0f);
+  CHECK(cpu::portable::srnn_detail::tanh_float(-std::numeric_limits<float>::infinity()) == -1.0f);
+  CHECK(std::signbit(cpu::portable::srnn_detail::tanh_float(-0.0f)));
+  CHECK(std::isnan(cpu::portable::srnn_detail::tanh_float(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // ------------------------------------------------------------------------ hand-computed example
