@@ -10,7 +10,9 @@
 // blocking whose pack buffers are the op's scratch: the expression API (Map * Map) allocates them
 // on the heap above 128 KiB and may start its own OpenMP team, and a warm training step must not
 // allocate. Each call is sequential; the threads split the op into pixel blocks (or column ranges
-// of a weight gradient) as the SIMD paths do, so results do not depend on the thread count.
+// of a weight gradient) as the SIMD paths do. Eigen's result for an element depends on where it
+// falls in its micro-panels (the remainders accumulate differently), so the blocks and ranges
+// here are fixed, never sized by the thread count: results do not depend on it.
 #include <algorithm>
 #include <cstddef>
 
@@ -28,6 +30,7 @@ struct Operand {
 
 constexpr int kGemmRows = 256;  // rows of C per Eigen call: its packed right operand stays in L2
 constexpr int kGradientPixels = kMaxDepth;  // reduction positions per weight-gradient call
+constexpr int kGradientColumns = 64;        // columns of a weight gradient per unit
 
 // Eigen's pack buffers for one call of at most `depth` x (kGemmRows + cols), per thread.
 inline std::size_t gemm_floats(int depth, int cols) {
@@ -148,7 +151,7 @@ inline void convolve(const MatrixA& a, CView<Cpu> x, int k, View<Cpu> y, const E
   const Workspace ws = workspace(scratch, shared, product_floats(a.depth, packed));
   const std::size_t gemm_at =
       packed ? round_to_line(static_cast<std::size_t>(depth_block(a.depth)) * kBlockPixels) : 0;
-  for_each_pixel_block(N, H * W, W, block_size(N, H, W), [&](int n, PixelBlock blk, int t) {
+  for_each_pixel_block(N, H * W, W, kBlockPixels, [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
     float* out = y.image(n) + blk.p0;
     if (packed)
@@ -167,8 +170,7 @@ template <class BRows>
 void gradient_product(CView<Cpu> a, int count, BRows&& b_rows, float* c, std::size_t ldc,
                       Tensor<Cpu>& scratch) {
   const int M = a.shape.c, N = a.shape.n, W = a.shape.w, P = static_cast<int>(a.shape.plane());
-  const int ranges = std::clamp((count + 63) / 64, 1, 2 * max_threads());
-  const int cols = (count + ranges - 1) / ranges;
+  const int cols = kGradientColumns, ranges = (count + cols - 1) / cols;
   const std::size_t pack = round_to_line(static_cast<std::size_t>(cols) * kGradientPixels);
   const Workspace ws = workspace(scratch, 0, pack + gemm_floats(kGradientPixels, cols));
   parallel_for_dynamic(ranges, true, [&](long long range) {
@@ -234,7 +236,7 @@ inline void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, 
   const std::size_t tile = round_to_line(static_cast<std::size_t>(rows4) * kBlockPixels);
   const Workspace ws = workspace(scratch, 0, tile + product_floats(Cin, false));
   const Epilogue ep{Start::Zero, nullptr, false};
-  for_each_pixel_block(N, H * W, W, block_size(N, H, W), [&](int n, PixelBlock blk, int t) {
+  for_each_pixel_block(N, H * W, W, kBlockPixels, [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
     product_block(a, PlanesInPlace{x.image(n), x.shape.plane()}, blk, slice, kBlockPixels, ep,
                   slice + tile);
@@ -251,7 +253,7 @@ inline void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cp
   const Workspace ws = workspace(scratch, 0, product_floats(rows4, true));
   const std::size_t gemm_at =
       round_to_line(static_cast<std::size_t>(depth_block(rows4)) * kBlockPixels);
-  for_each_pixel_block(N, H * W, W, block_size(N, H, W), [&](int n, PixelBlock blk, int t) {
+  for_each_pixel_block(N, H * W, W, kBlockPixels, [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
     product_block(a, PackedRows<PhaseRows>{PhaseRows{dy.image(n), dy.shape.plane(), W}, slice},
                   blk, dx.image(n) + blk.p0, dx.shape.plane(), ep, slice + gemm_at);
