@@ -151,11 +151,12 @@ using Vec = __m256;
 
 #elif defined(UNETSRNN_ISA_AVX512)
 // ------------------------------------------------------------------------------ x86: 16 floats
-// g++ 12.2 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the self-initialised
+// g++ 12.2 reports -W(maybe-)uninitialized inside its own AVX-512 intrinsics (the self-initialised
 // "undefined" vectors of avx512fintrin.h, GCC bug 105593) where they are inlined: silenced here,
 // for these wrappers only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 using Vec = __m512;
