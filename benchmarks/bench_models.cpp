@@ -1,10 +1,16 @@
-// Benchmark of the CPU path: the SGEMM rate Eigen reaches here (the ceiling of im2col + GEMM
-// convolutions), per-layer times at the models' shapes, and per-model training-step time,
-// inference latency / throughput, FLOPs, achieved GFLOP/s and peak memory.
+// Benchmark of the CPU path: the machine's FMA peak per vector width, the SGEMM rate Eigen reaches
+// here, per-layer times at the models' shapes, and per-model training-step time, inference latency
+// / throughput, FLOPs, achieved GFLOP/s (also as a share of the FMA peak) and peak memory.
 //
 //   bench_models [--models a,b,...] [--batch 2] [--height 160] [--width 192] [--steps 5]
 //                [--warmup 1] [--infer-batch 8] [--layer-width 32] [--threads N]
-//                [--sections gemm,layers,models] [--json FILE]
+//                [--isa avx512|avx2|portable] [--sections peak,gemm,layers,models] [--json FILE]
+//
+// The kernels run the CPU path chosen at start-up (ops/cpu/isa.hpp), printed first; --isa (or
+// UNETSRNN_CPU_ISA) forces one. The peak probe runs independent FMA chains on every thread, for
+// 256-bit and (where the CPU has AVX-512) 512-bit vectors; "% peak" divides a model's rate by the
+// peak of the widest width the machine has. The models section measures the peak itself when the
+// peak section is not asked for, so that each model's own process reports its share.
 //
 // Threads: OMP_NUM_THREADS (or --threads, which sets the OpenMP default). Times are medians over
 // --steps runs after --warmup runs (at least one; inference at batch --infer-batch: --steps / 2
@@ -14,7 +20,12 @@
 #include <omp.h>
 #include <sys/resource.h>
 
-#include <Eigen/Core>
+#include <unetsrnn/ops/cpu/isa.hpp>
+#if UNETSRNN_X86
+#include <immintrin.h>
+#endif
+
+#include <unetsrnn/ops/cpu/eigen.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,7 +50,7 @@ struct Options {
                                      "crunet_res_lw"};  // the original's four
   int batch = 2, height = 160, width = 192, steps = 5, warmup = 1, infer_batch = 8;
   int layer_width = 32;  // base filters of the per-layer shapes (32 = the HW models)
-  std::vector<std::string> sections = {"gemm", "layers", "models"};
+  std::vector<std::string> sections = {"peak", "gemm", "layers", "models"};
   std::string json;
 };
 
@@ -55,7 +66,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   std::cerr << "bench_models: " << error
             << "\nusage: bench_models [--models a,b,...] [--batch N] [--height H] [--width W] "
                "[--steps S] [--warmup K] [--infer-batch N] [--layer-width F] [--threads N] "
-               "[--sections gemm,layers,models] [--json FILE]\n";
+               "[--isa avx512|avx2|portable] [--sections peak,gemm,layers,models] [--json FILE]\n";
   std::exit(2);
 }
 
@@ -94,7 +105,13 @@ Options parse(int argc, char** argv) {
       o.layer_width = number(1);
     else if (arg == "--threads")
       omp_set_num_threads(number(1));
-    else if (arg == "--sections")
+    else if (arg == "--isa") {
+      try {
+        cpu::set_isa(cpu::parse_isa(value, "--isa"));
+      } catch (const std::invalid_argument& e) {
+        usage(e.what());
+      }
+    } else if (arg == "--sections")
       o.sections = split(value, ',');
     else if (arg == "--json")
       o.json = value;
@@ -194,6 +211,94 @@ std::string json_array(const std::vector<Json>& items) {
   std::string out = "[";
   for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ",\n  " : "\n  ") + items[i].dump();
   return out + "]";
+}
+
+// ------------------------------------------------------------------------------------- FMA peak
+// kChains independent FMA chains (acc = acc * m + a) per thread: enough to cover the FMA latency
+// on every port; the loop keeps them in registers and does nothing else.
+#if UNETSRNN_X86
+__attribute__((target("avx2,fma"))) float fma_chains_256(long iterations) {
+  constexpr int kChains = 12;
+  __m256 acc[kChains];
+  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-6f);
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.01f * j);
+  for (long i = 0; i < iterations; ++i)
+#pragma GCC unroll 12
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], m, a);
+  __m256 sum = acc[0];
+  for (int j = 1; j < kChains; ++j) sum = _mm256_add_ps(sum, acc[j]);
+  return _mm256_cvtss_f32(sum);
+}
+// Loads and stores only: g++ 12's _mm512_set1_ps and reductions trip -Wuninitialized on their own
+// "undefined" vectors (GCC bug 105593).
+__attribute__((target("avx512f"))) float fma_chains_512(long iterations) {
+  constexpr int kChains = 24;
+  float lanes[16];
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) {
+    std::fill(lanes, lanes + 16, 1.0f + 0.01f * j);
+    acc[j] = _mm512_loadu_ps(lanes);
+  }
+  std::fill(lanes, lanes + 16, 0.999999f);
+  const __m512 m = _mm512_loadu_ps(lanes);
+  std::fill(lanes, lanes + 16, 1e-6f);
+  const __m512 a = _mm512_loadu_ps(lanes);
+  for (long i = 0; i < iterations; ++i)
+#pragma GCC unroll 24
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], m, a);
+  float total = 0.0f;
+  for (int j = 0; j < kChains; ++j) {
+    _mm512_storeu_ps(lanes, acc[j]);
+    total += lanes[0];
+  }
+  return total;
+}
+#endif
+
+// GFLOP/s of `chains` (flops_per_iteration each call) on every OpenMP thread at once, best of three
+// runs of about 0.2 s; 0 where the CPU lacks the instructions.
+double fma_peak(float (*chains)(long), double flops_per_iteration) {
+  if (!chains) return 0.0;
+  long iterations = 1 << 16;
+  for (;;) {  // calibrate on one thread: about 0.2 s per run
+    const double start = now_ms();
+    volatile float sink = chains(iterations);
+    (void)sink;
+    const double ms = now_ms() - start;
+    if (ms > 20.0 || iterations > (1L << 40)) {
+      iterations = static_cast<long>(iterations * 200.0 / std::max(ms, 1e-3));
+      break;
+    }
+    iterations *= 4;
+  }
+  double best = 0.0;
+  for (int run = 0; run < 3; ++run) {
+    int threads = 1;
+    const double start = now_ms();
+#pragma omp parallel
+    {
+      volatile float sink = chains(iterations);
+      (void)sink;
+#pragma omp single
+      threads = omp_get_num_threads();
+    }
+    const double ms = now_ms() - start;
+    best = std::max(best, threads * flops_per_iteration * iterations / (ms * 1e6));
+  }
+  return best;
+}
+
+struct Peak {
+  double gflops_256 = 0, gflops_512 = 0;
+  double widest() const { return std::max(gflops_256, gflops_512); }
+};
+Peak measure_peak() {
+  Peak p;
+#if UNETSRNN_X86
+  if (cpu::isa_supported(cpu::Isa::Avx2)) p.gflops_256 = fma_peak(fma_chains_256, 12 * 8 * 2);
+  if (cpu::isa_supported(cpu::Isa::Avx512)) p.gflops_512 = fma_peak(fma_chains_512, 24 * 16 * 2);
+#endif
+  return p;
 }
 
 // ------------------------------------------------------------------------------------- GEMM rate
@@ -384,10 +489,23 @@ int main(int argc, char** argv) {
   const int threads = omp_get_max_threads();
   std::printf(
       "bench_models: %d OpenMP threads (Eigen %d), batch %d, %dx%d, %d steps after %d "
-      "warm-up\n",
-      threads, Eigen::nbThreads(), o.batch, o.height, o.width, o.steps, o.warmup);
+      "warm-up\nCPU path: %s (the best this CPU runs: %s)\n",
+      threads, Eigen::nbThreads(), o.batch, o.height, o.width, o.steps, o.warmup,
+      cpu::active_isa_name(), cpu::isa_name(cpu::best_isa()));
   Json root;
   root.num("threads", threads).num("eigen_threads", Eigen::nbThreads());
+  root.str("cpu_path", cpu::active_isa_name()).str("best_cpu_path", cpu::isa_name(cpu::best_isa()));
+
+  Peak peak;
+  if (wants(o, "peak") || wants(o, "models")) {
+    peak = measure_peak();
+    const auto show = [](double g) { return g > 0 ? fmt("%.1f GFLOP/s", g) : std::string("n/a"); };
+    std::printf("\nFMA peak (%d threads, independent chains): 256-bit %s, 512-bit %s\n", threads,
+                show(peak.gflops_256).c_str(),
+                peak.gflops_512 > 0 ? show(peak.gflops_512).c_str() : "n/a (no AVX-512)");
+    root.num("peak_256_gflops", peak.gflops_256).num("peak_512_gflops", peak.gflops_512);
+    root.num("peak_gflops", peak.widest());
+  }
   root.num("batch", o.batch).num("height", o.height).num("width", o.width);
   root.num("steps", o.steps).num("warmup", o.warmup).num("infer_batch", o.infer_batch);
 
@@ -435,8 +553,9 @@ int main(int argc, char** argv) {
         "\nModels: train step = forward + BCE-with-logits grad + backward + Adam "
         "(batch %d); inference batch 1 and %d\n",
         o.batch, o.infer_batch);
-    std::printf("%-14s %10s %10s %9s %8s %7s %10s %9s %10s %9s\n", "model", "params", "step ms",
-                "GFLOP", "GFLOP/s", "%GEMM", "infer ms", "img/s b", "infer GF", "RSS MiB");
+    std::printf("%-14s %10s %10s %9s %8s %7s %7s %10s %9s %10s %9s\n", "model", "params",
+                "step ms", "GFLOP", "GFLOP/s", "%GEMM", "%peak", "infer ms", "img/s b", "infer GF",
+                "RSS MiB");
     std::vector<Json> models;
     for (const auto& name : o.models) {
       const ModelResult r = bench_model(name, o);
@@ -450,9 +569,11 @@ int main(int argc, char** argv) {
       const double gflops = r.train_flops / (r.train_ms * 1e6);
       const double pct = gemm_rate > 0 ? 100.0 * gflops / gemm_rate : NAN;
       const double img_s = 1e3 * o.infer_batch / r.batch_ms;
-      std::printf("%-14s %10zu %10.1f %9.2f %8.1f %7s %10.1f %9.2f %10.2f %9.0f\n", name.c_str(),
-                  r.params, r.train_ms, r.train_flops / 1e9, gflops,
-                  gemm_rate > 0 ? fmt("%.0f%%", pct).c_str() : "-", r.infer_ms, img_s,
+      const double pct_peak = peak.widest() > 0 ? 100.0 * gflops / peak.widest() : NAN;
+      std::printf("%-14s %10zu %10.1f %9.2f %8.1f %7s %7s %10.1f %9.2f %10.2f %9.0f\n",
+                  name.c_str(), r.params, r.train_ms, r.train_flops / 1e9, gflops,
+                  gemm_rate > 0 ? fmt("%.0f%%", pct).c_str() : "-",
+                  peak.widest() > 0 ? fmt("%.0f%%", pct_peak).c_str() : "-", r.infer_ms, img_s,
                   r.infer_flops / 1e9, r.rss_mib);
       models.push_back(j.num("params", static_cast<double>(r.params))
                            .num("train_step_ms", r.train_ms)
@@ -460,6 +581,7 @@ int main(int argc, char** argv) {
                            .num("train_flops", r.train_flops)
                            .num("train_gflops", gflops)
                            .num("pct_of_gemm", pct)
+                           .num("pct_of_peak", pct_peak)
                            .num("infer_b1_ms", r.infer_ms)
                            .num("infer_b1_ms_min", r.infer_min_ms)
                            .num("infer_flops", r.infer_flops)

@@ -104,9 +104,9 @@ void run(const Case& k, int repeats) {
 int main(int argc, char** argv) {
   const int repeats = argc > 1 ? std::max(1, std::atoi(argv[1])) : 10;
   std::printf(
-      "Spatial RNN forward + backward; fast path on %d OpenMP thread(s), best of %d; "
+      "Spatial RNN forward + backward; fast path on %d OpenMP thread(s), best of %d, CPU path %s; "
       "reference serial, one run\n",
-      omp_get_max_threads(), repeats);
+      omp_get_max_threads(), repeats, cpu::active_isa_name());
   // The models' case: seed + ReLU at the two SRNN skip links of CR-UNet-Res HW.
   const Case cases[] = {{2, 64, 80, 96, 64, "init"},
                         {2, 64, 80, 96, 64, "positive"},

@@ -62,6 +62,22 @@ def machine():
     return f"{model}, {cores} logical CPUs{memory}"
 
 
+def instruction_sets():
+    """The vector instruction sets /proc/cpuinfo lists (the CPU paths the library can pick)."""
+    wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+              "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve"]
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    have = set(value.split())
+                    return " ".join(f for f in wanted if f in have) or "none of the listed"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def blas_provider():
     """Which BLAS libblas.so.3 resolves to: PyTorch's Debian build uses it for the products oneDNN
     does not take (the transposed convolutions among them)."""
@@ -116,7 +132,8 @@ def main():
 
     layers = read_json(d, "ours_layers.json") or {}
     gemm_rate = layers.get("gemm_rate_gflops")
-    ours, torch_res = {}, {}
+    ours, torch_res, openvino_res = {}, {}, {}
+    peak = layers.get("peak_gflops") or None
     for name in os.listdir(d):
         m = re.fullmatch(r"ours_(.+)\.json", name)
         if m and m.group(1) != "layers":
@@ -129,9 +146,16 @@ def main():
             data = read_json(d, name)
             if data:
                 torch_res[m.group(1)] = data
+        m = re.fullmatch(r"openvino_(.+)\.json", name)
+        if m:
+            data = read_json(d, name)
+            if data:
+                openvino_res[m.group(1)] = data
     models = [m for m in SEED_MODELS if m in ours or m in torch_res]
     models += sorted(m for m in set(ours) | set(torch_res) if m not in models)
     torch_version = next((t.get("torch") for t in torch_res.values()), None)
+    openvino_version = next((t.get("openvino") for t in openvino_res.values()), None)
+    peer_python = read_text(d, "peer_python.txt", "unknown python")
     run = next((o["_run"] for o in ours.values()), {})
     batch, height, width = run.get("batch", 2), run.get("height", 160), run.get("width", 192)
     infer_batch = run.get("infer_batch", 8)
@@ -146,6 +170,11 @@ def main():
     w(f"- Date: {read_text(d, 'date.txt', 'unknown')}")
     w(f"- Code: commit `{read_text(d, 'commit.txt', 'unknown').strip()}`")
     w(f"- Machine: {machine()}")
+    w(f"- Instruction sets: {instruction_sets()}")
+    w(f"- Our CPU path: {run.get('cpu_path', 'unknown')} (the best this CPU runs: "
+      f"{run.get('best_cpu_path', 'unknown')}); FMA peak on {args.threads} threads: 256-bit "
+      f"{num(layers.get('peak_256_gflops') or None)} GFLOP/s, 512-bit "
+      f"{num(layers.get('peak_512_gflops') or None)} GFLOP/s")
     w(f"- Threads: {args.threads} (ours: `OMP_NUM_THREADS={args.threads}`; PyTorch: "
       f"`torch.set_num_threads({args.threads})`)")
     w(f"- Timing: median of {args.steps} timed runs after {max(1, args.warmup)} warm-up run(s); "
@@ -155,8 +184,13 @@ def main():
         w(f"- Compiler: {compiler[0]}")
         for line in compiler[1:]:
             w(f"  - `{line.strip()}`")
-    w(f"- PyTorch: {torch_version or 'not available'} (CPU build, Debian python3-torch; "
-      f"convolutions by oneDNN, other products by libblas.so.3 = {blas_provider()})")
+    if torch_version and "1.13" in torch_version:
+        w(f"- PyTorch: {torch_version} ({peer_python}: Debian python3-torch; convolutions by "
+          f"oneDNN, other products by libblas.so.3 = {blas_provider()})")
+    else:
+        w(f"- PyTorch: {torch_version or 'not available'} ({peer_python}; PyPI build: MKL + oneDNN)")
+    w(f"- OpenVINO: {openvino_version or 'not available'} (the peer's graphs exported to ONNX, "
+      "float32 inference: INFERENCE_PRECISION_HINT f32, one stream)")
     w(f"- Load: {load_text}")
     if load_mean is not None and load_mean > args.threads + 0.5:
         w("")
@@ -173,13 +207,14 @@ def main():
       "pooling and the Spatial RNN are not counted). GFLOP/s = those FLOPs / our step time; "
       f"% GEMM = that rate / the Eigen SGEMM rate on 1024^3 ({num(gemm_rate)} GFLOP/s; the "
       "library's convolutions use their own register-blocked kernel, not Eigen's GEMM, so more "
-      "than 100% is possible). "
+      "than 100% is possible); % peak = that rate / the measured FMA peak at the widest vector "
+      f"width this machine has ({num(peak)} GFLOP/s). "
       "Times: median (fastest) in ms. Speed-up = PyTorch median / our median (above 1: we are "
       "faster).")
     w("")
     w("| model | params | GFLOP/step | ours ms/step | PyTorch ms/step | speed-up | ours GFLOP/s "
-      "| % GEMM | ours peak RSS MiB | PyTorch peak RSS MiB |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| % GEMM | % peak | ours peak RSS MiB | PyTorch peak RSS MiB |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in models:
         o, t = ours.get(m, {}), torch_res.get(m, {})
         ours_ms, torch_ms = o.get("train_step_ms"), t.get("train_step_ms")
@@ -193,6 +228,7 @@ def main():
           f"| {num(o.get('train_flops') and o['train_flops'] / 1e9, '{:.1f}')} "
           f"| {with_min(o, 'train_step_ms')} | {with_min(t, 'train_step_ms')} | {num(ratio, '{:.2f}x')} "
           f"| {num(o.get('train_gflops'))} | {num(pct, '{:.0f}%')} "
+          f"| {num(peak and o.get('train_gflops') and 100.0 * o['train_gflops'] / peak, '{:.0f}%')} "
           f"| {num(o.get('peak_rss_mib'), '{:.0f}')} | {num(t.get('peak_rss_mib'), '{:.0f}')} |")
     errors = [(m, ours[m]["error"]) for m in models if ours.get(m, {}).get("error")]
     for m, e in errors:
@@ -207,17 +243,27 @@ def main():
     w(f"Forward pass only. Latency: batch 1, median (fastest) ms. Throughput: batch {infer_batch}, "
       "images/s.")
     w("")
-    w(f"| model | GFLOP/image | ours ms (b1) | PyTorch ms (b1) | speed-up | ours img/s (b{infer_batch}) "
-      f"| PyTorch img/s (b{infer_batch}) |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w(f"| model | GFLOP/image | ours ms (b1) | PyTorch ms (b1) | OpenVINO ms (b1) | speed-up vs "
+      f"best peer | ours img/s (b{infer_batch}) | PyTorch img/s (b{infer_batch}) "
+      f"| OpenVINO img/s (b{infer_batch}) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in models:
-        o, t = ours.get(m, {}), torch_res.get(m, {})
-        ours_ms, torch_ms = o.get("infer_b1_ms"), t.get("infer_b1_ms")
-        ratio = torch_ms / ours_ms if ours_ms and torch_ms else None
+        o, t, v = ours.get(m, {}), torch_res.get(m, {}), openvino_res.get(m, {})
+        ours_ms = o.get("infer_b1_ms")
+        peers = [p for p in (t.get("infer_b1_ms"), v.get("infer_b1_ms")) if p]
+        ratio = min(peers) / ours_ms if ours_ms and peers else None
         w(f"| {LABELS.get(m, m)} | {num(o.get('infer_flops') and o['infer_flops'] / 1e9, '{:.2f}')} "
-          f"| {with_min(o, 'infer_b1_ms', '{:.1f}')} | {with_min(t, 'infer_b1_ms', '{:.1f}')} | {num(ratio, '{:.2f}x')} "
+          f"| {with_min(o, 'infer_b1_ms', '{:.1f}')} | {with_min(t, 'infer_b1_ms', '{:.1f}')} "
+          f"| {with_min(v, 'infer_b1_ms', '{:.1f}')} | {num(ratio, '{:.2f}x')} "
           f"| {num(o.get('infer_batch_img_per_s'), '{:.2f}')} "
-          f"| {num(t.get('infer_batch_img_per_s'), '{:.2f}')} |")
+          f"| {num(t.get('infer_batch_img_per_s'), '{:.2f}')} "
+          f"| {num(v.get('infer_batch_img_per_s'), '{:.2f}')} |")
+    diffs = [(m, r["max_abs_diff_vs_torch"]) for m, r in openvino_res.items()
+             if r.get("max_abs_diff_vs_torch") is not None]
+    if diffs:
+        w("")
+        w("OpenVINO's logits against PyTorch's on the same input (largest absolute difference): " +
+          ", ".join(f"`{m}` {d:.1e}" for m, d in diffs) + ".")
     w("")
 
     w("## Spatial RNN skip links (CR-UNet-Res HW, training batch shapes)")
@@ -291,8 +337,14 @@ def main():
     w("- PyTorch's CR-UNet-Res times include the literal Spatial RNN (4 L autograd steps per skip "
       "link, see the SRNN table): that is the cost a PyTorch user of the original layer pays, not "
       "PyTorch's best possible implementation of the same function.")
-    w("- The Debian PyTorch build links the system libblas.so.3; with the netlib reference BLAS its "
-      "transposed convolutions (aten::slow_conv_transpose2d) are slower than with an optimised BLAS.")
+    if torch_version and "1.13" in torch_version:
+        w("- The Debian PyTorch build links the system libblas.so.3; with the netlib reference BLAS "
+          "its transposed convolutions (aten::slow_conv_transpose2d) are slower than with an "
+          "optimised BLAS.")
+    if openvino_res:
+        w("- OpenVINO runs the PyTorch peer's graphs exported to ONNX (`torch_peer.py "
+          "bench-openvino`), including the literal Spatial RNN of the CR-UNet models; inference "
+          "only.")
     w("- Fastest-run figures (in parentheses) are the least disturbed by other load on a shared "
       "machine; medians are used for the speed-ups.")
     print("\n".join(out))

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes benchmarks/RESULTS.md:
 #   - builds bench_models (and bench_srnn when present) in build-bench, Release;
-#   - bench_models: Eigen SGEMM rate and per-layer times, then each of the original's four models
-#     in its own process (so each peak RSS is that model's own);
+#   - bench_models: the FMA peak per vector width, Eigen SGEMM rate and per-layer times, then each
+#     of the original's four models in its own process (so each peak RSS is that model's own), on
+#     the CPU path the library picks (ISA=avx512|avx2|portable forces one: UNETSRNN_CPU_ISA);
 #   - bench_srnn, if built;
-#   - the PyTorch peer (benchmarks/torch_peer.py) on the same models, shapes and thread count;
+#   - the PyTorch peer (benchmarks/torch_peer.py) on the same models, shapes and thread count, and,
+#     when that python also has openvino and onnx, OpenVINO's float32 inference of the same graphs
+#     exported to ONNX;
 #   - benchmarks/make_results.py turns the raw results (build-bench/results/) into RESULTS.md.
 #
 # Environment: THREADS (default: nproc), STEPS (timed steps per measurement, default 3),
-# WARMUP (default 1), BATCH / HEIGHT / WIDTH (default 2 / 160 / 192, the original's), MODELS (default: the four models of the original), PYTHON_TORCH (a python3
-# with torch; default /usr/bin/python3, then python3), OUT (default benchmarks/RESULTS.md).
+# WARMUP (default 1), BATCH / HEIGHT / WIDTH (default 2 / 160 / 192, the original's), MODELS
+# (default: the four models of the original), ISA (default: the library's choice), PYTHON_TORCH (a
+# python3 with torch; default: the virtual environment /opt/peers (pip install torch onnx
+# openvino) when it has torch, then /usr/bin/python3 (Debian's python3-torch 1.13), then python3),
+# OUT (default benchmarks/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,7 +31,7 @@ results=$build/results
 
 python_torch=${PYTHON_TORCH:-}
 if [ -z "$python_torch" ]; then
-  for candidate in /usr/bin/python3 python3; do
+  for candidate in /opt/peers/bin/python /usr/bin/python3 python3; do
     if "$candidate" -c 'import torch' >/dev/null 2>&1; then
       python_torch=$candidate
       break
@@ -47,6 +53,7 @@ run_logged() {
 }
 
 date -u '+%Y-%m-%d %H:%M UTC' >"$results/date.txt"
+[ -n "${ISA:-}" ] && export UNETSRNN_CPU_ISA=$ISA
 # The code measured: commit, with "-dirty" when the working tree had uncommitted changes.
 git -C "$root" describe --always --dirty >"$results/commit.txt" 2>/dev/null || echo unknown >"$results/commit.txt"
 # The machine may be shared: sample the load average while the benchmarks run.
@@ -70,7 +77,7 @@ done
 export OMP_NUM_THREADS=$threads
 bench=$build/benchmarks/bench_models
 echo "== ours: GEMM rate and layers" >&2
-run_logged "$results/ours_layers.txt" "$bench" --sections gemm,layers "${size[@]}" \
+run_logged "$results/ours_layers.txt" "$bench" --sections peak,gemm,layers "${size[@]}" \
   --steps "$steps" --warmup "$warmup" --json "$results/ours_layers.json"
 for model in $models; do
   echo "== ours: $model" >&2
@@ -92,6 +99,17 @@ if [ -n "$python_torch" ]; then
   echo "== pytorch: SRNN skips" >&2
   run_logged "$results/torch_srnn.json" "$python_torch" "$peer" bench-srnn "${size[@]}" --threads "$threads" \
     --steps "$steps" --warmup "$warmup"
+  "$python_torch" -c 'import sys; print(sys.executable)' >"$results/peer_python.txt"
+  if "$python_torch" -c 'import openvino, onnx' >/dev/null 2>&1; then
+    for model in $models; do
+      echo "== openvino (float32, ONNX export of the peer's graph): $model" >&2
+      run_logged "$results/openvino_$model.json" "$python_torch" "$peer" bench-openvino \
+        --model "$model" --height "${HEIGHT:-160}" --width "${WIDTH:-192}" --threads "$threads" \
+        --steps "$steps" --warmup "$warmup"
+    done
+  else
+    echo "$python_torch has no openvino + onnx: OpenVINO columns left empty (pip install openvino onnx)" >&2
+  fi
 else
   echo "no python3 with torch: PyTorch columns left empty (apt-get install python3-torch)" >&2
 fi

@@ -30,6 +30,13 @@ Modes
       Times a training step (forward, BCE-with-logits mean loss, backward, Adam step): median of S steps
       after K warm-up steps; inference latency (batch 1) and throughput (--infer-batch). Prints one line
       of JSON.
+  bench-openvino --model M [--height 160 --width 192 --threads T --steps S --warmup K --infer-batch 8
+                 --onnx FILE]
+      The same graph exported to ONNX (torch.onnx, TorchScript exporter, batch dimension dynamic) and
+      run by OpenVINO on the CPU in float32 (INFERENCE_PRECISION_HINT f32: no bf16 even where the CPU
+      has it), one stream, T threads: inference latency (batch 1) and throughput (--infer-batch), and
+      the largest difference from PyTorch's logits on the same input. Needs the openvino and onnx
+      packages (a virtual environment: pip install torch onnx openvino). Prints one line of JSON.
 
 Files (all little-endian)
   tensor file (X, G):  4 x u32 dims N, C, H, W, then N*C*H*W float32 in NCHW order.
@@ -387,6 +394,62 @@ def bench(args):
     }))
 
 
+def bench_openvino(args):
+    import os
+    import tempfile
+    import warnings
+
+    import numpy as np
+    import openvino as ov
+
+    torch.manual_seed(0)
+    model = make_model(args.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    model.eval()
+    x1 = torch.rand(1, 3, args.height, args.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.onnx or os.path.join(tmp, f"{args.model}.onnx")
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+            torch.onnx.export(model, (x1,), path, input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        core = ov.Core()
+        graph = core.read_model(path)
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads,
+              "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    one = core.compile_model(graph, "CPU", config).create_infer_request()
+    x1_np = x1.numpy()
+    with torch.inference_mode():
+        expected = model(x1).numpy()
+    got = one.infer({0: x1_np})[0]
+    diff = float(np.max(np.abs(got - expected)))
+    infer_ms, infer_all = median_ms(lambda: one.infer({0: x1_np}), args.steps, args.warmup)
+    xb = np.random.default_rng(0).random((args.infer_batch, 3, args.height, args.width),
+                                         dtype=np.float32)
+    batched = core.compile_model(graph, "CPU", config).create_infer_request()
+    batch_ms, _ = median_ms(lambda: batched.infer({0: xb}), max(1, args.steps // 2), 1)
+    print(json.dumps({
+        "impl": "openvino",
+        "openvino": ov.get_version(),
+        "torch": torch.__version__,
+        "model": args.model,
+        "precision": "f32",
+        "threads": args.threads,
+        "height": args.height,
+        "width": args.width,
+        "infer_b1_ms": infer_ms,
+        "infer_b1_ms_min": min(infer_all),
+        "infer_batch": args.infer_batch,
+        "infer_batch_ms": batch_ms,
+        "infer_batch_img_per_s": 1e3 * args.infer_batch / batch_ms,
+        "max_abs_diff_vs_torch": diff,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -423,6 +486,15 @@ def build_parser():
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--steps", type=int, default=5)
     r.add_argument("--warmup", type=int, default=1)
+    o = sub.add_parser("bench-openvino")
+    o.add_argument("--model", required=True)
+    o.add_argument("--height", type=int, default=160)
+    o.add_argument("--width", type=int, default=192)
+    o.add_argument("--threads", type=int, default=1)
+    o.add_argument("--steps", type=int, default=5)
+    o.add_argument("--warmup", type=int, default=1)
+    o.add_argument("--infer-batch", type=int, default=8)
+    o.add_argument("--onnx", help="also keep the exported graph in this file")
     j = sub.add_parser("jobs")
     j.add_argument("file")
     j.add_argument("--threads", type=int, default=1)
@@ -452,6 +524,8 @@ def run(args, parser):
             sys.exit(f"{failed} job(s) failed")
     elif args.mode == "bench-srnn":
         bench_srnn(args)
+    elif args.mode == "bench-openvino":
+        bench_openvino(args)
     else:
         bench(args)
 

@@ -3,10 +3,12 @@
 // `template <class Dev> int <program>_body(const cli::Parser&)`; the .cpp main runs the Cpu
 // instance, and cuda_programs.cu (compiled by nvcc into every program when CMake finds it, which
 // then defines UNETSRNN_EXAMPLES_CUDA) runs the Cuda instances.
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
 #include "cli.hpp"
+#include "unetsrnn/ops/cpu/isa.hpp"
 
 namespace examples {
 
@@ -32,7 +34,11 @@ inline void add_device_option(cli::Parser& p) {
 template <class CpuBody>
 int run_on_device(const char* name, Program program, const cli::Parser& p, CpuBody&& cpu_body) {
   const std::string device = p.get("--device");
-  if (device == "cpu") return cli::run_main(name, cpu_body);
+  if (device == "cpu")
+    return cli::run_main(name, [&] {
+      std::fprintf(stderr, "%s: CPU kernels: %s path\n", name, unetsrnn::cpu::active_isa_name());
+      return cpu_body();
+    });
   if (device != "cuda") p.usage_error("--device must be cpu or cuda, got '" + device + "'");
   return cli::run_main(name, [&]() -> int {
 #ifdef UNETSRNN_EXAMPLES_CUDA

@@ -8,7 +8,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev >/dev/null
 fi
-build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_TESTS=OFF
+# Its own build folder, configured with every option it depends on, so that it and the test command
+# (build/) never reuse each other's cache. The demo runs on the CPU: no CUDA parts are built.
+build=${BUILD_DIR:-build-demo}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_TESTS=OFF \
+  -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=OFF -DUNETSRNN_CUDA=OFF
 cmake --build "$build" -j "$(nproc)" --target demo
 "$build/examples/demo" --out runs/demo "$@"

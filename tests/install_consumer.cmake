@@ -58,6 +58,16 @@ endif()
 
 run_step("build the consumer" "${CMAKE_COMMAND}" --build "${consumer_build}" --config Release)
 
+# The package imposes no code-generation flags: the consumer is compiled for the compiler's
+# baseline and must still run the CPU's best kernels (it checks so itself).
+file(GLOB_RECURSE consumer_flags "${consumer_build}/CMakeFiles/app.dir/flags.make")
+foreach(flags_file IN LISTS consumer_flags)
+  file(READ "${flags_file}" flags)
+  if(flags MATCHES "-march|-mavx|-mfma")
+    message(FATAL_ERROR "install_consumer: the consumer was compiled with ISA flags:\n${flags}")
+  endif()
+endforeach()
+
 set(app "${consumer_build}/app")
 if(NOT EXISTS "${app}" AND EXISTS "${consumer_build}/Release/app")
   set(app "${consumer_build}/Release/app")  # multi-config generators

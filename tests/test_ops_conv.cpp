@@ -2,17 +2,27 @@
 #include <doctest/doctest.h>
 
 // Fast CPU kernels (im2col + GEMM, pooling, pointwise, optimiser steps) against the literal
-// reference loops of ops/reference/conv.hpp and hand-computed values.
+// reference loops of ops/reference/conv.hpp and hand-computed values. The convolutions are checked
+// on every instruction-set path (ops/cpu/isa.hpp) this CPU runs, each test case once per path
+// ("... [avx2]"); a path the CPU lacks is registered as skipped, and the test case "convolution
+// paths" lists what ran and what did not. "avx512 tiles on avx2" is the AVX-512 path's tiling and
+// layouts run with AVX2 instructions (UNETSRNN_EMULATE_AVX512), so that its logic is checked on
+// machines without AVX-512; it does not stand in for the avx512 path's own test.
+#define UNETSRNN_EMULATE_AVX512 1
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <omp.h>
 #include <string>
 #include <vector>
 
 // ops.hpp first: it declares the SrnnCache template that cpu/backend.hpp's srnn.hpp specialises.
 #include "unetsrnn/ops/ops.hpp"
 
+#include "cpu_paths.hpp"
 #include "random_tensors.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
@@ -135,8 +145,48 @@ void expect_invalid(const std::function<void()>& f, const std::vector<std::strin
 
 }  // namespace
 
+// ------------------------------------------------------------------------------- paths
+// The six convolution kernels of one instruction-set path, called directly (the ops of ops.hpp
+// dispatch to the active path; "dispatch" below checks that they reach these).
+struct ConvPath {
+  const char* name;
+  bool runs;  // this CPU runs it
+  decltype(&cpu::portable::conv2d_forward) forward;
+  decltype(&cpu::portable::conv2d_backward_data) backward_data;
+  decltype(&cpu::portable::conv2d_backward_params) backward_params;
+  decltype(&cpu::portable::conv_transpose2x2_forward) t_forward;
+  decltype(&cpu::portable::conv_transpose2x2_backward_data) t_backward_data;
+  decltype(&cpu::portable::conv_transpose2x2_backward_params) t_backward_params;
+};
+#define UNETSRNN_TEST_PATH(ns, label, runs)                                                  \
+  ConvPath {                                                                                 \
+    label, runs, cpu::ns::conv2d_forward, cpu::ns::conv2d_backward_data,                     \
+        cpu::ns::conv2d_backward_params, cpu::ns::conv_transpose2x2_forward,                 \
+        cpu::ns::conv_transpose2x2_backward_data, cpu::ns::conv_transpose2x2_backward_params \
+  }
+#if UNETSRNN_X86
+const ConvPath kPaths[] = {
+    UNETSRNN_TEST_PATH(portable, "portable", true),
+    UNETSRNN_TEST_PATH(avx2, "avx2", cpu::isa_supported(cpu::Isa::Avx2)),
+    UNETSRNN_TEST_PATH(avx512, "avx512", cpu::isa_supported(cpu::Isa::Avx512)),
+    UNETSRNN_TEST_PATH(avx512_emulated, "avx512 tiles on avx2", cpu::isa_supported(cpu::Isa::Avx2)),
+};
+#else
+const ConvPath kPaths[] = {UNETSRNN_TEST_PATH(portable, "portable", true),
+                           ConvPath{"avx2", false}, ConvPath{"avx512", false},
+                           ConvPath{"avx512 tiles on avx2", false}};
+#endif
+
+#define PATH_TEST_CASE(title) UNETSRNN_PATH_TEST_CASE(ConvPath, kPaths, 4, title)
+
+TEST_CASE("convolution paths: which ran here and which did not") {
+  MESSAGE("convolution paths against the reference here: ", paths_report(kPaths),
+          " best path: ", std::string(cpu::isa_name(cpu::best_isa())));
+  CHECK(kPaths[0].runs);
+}
+
 // ------------------------------------------------------------------------------- convolution
-TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, strided views)") {
+PATH_TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, strided views)") {
   Rng rng(1);
   Tensor<Cpu> scratch;
   for (int k : {1, 3})
@@ -153,7 +203,7 @@ TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, 
           const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
           Placed fast(Shape{n, ch.out, sz.h, sz.w}, strided);
           Placed expect(Shape{n, ch.out, sz.h, sz.w}, strided);
-          ops::conv2d_forward<Cpu>(x.view, w, bv, fast.view, act, scratch);
+          path.forward(x.view, w, bv, fast.view, act, scratch);
           ref::conv2d_forward(x.view, w, bv, expect.view, act);
           check_close(fast.view, expect.view, "conv2d_forward");
           CHECK(fast.outside_untouched());
@@ -162,15 +212,15 @@ TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, 
       }
 }
 
-TEST_CASE("conv2d_forward with ReLU clamps exactly the negative pre-activations") {
+PATH_TEST_CASE("conv2d_forward with ReLU clamps exactly the negative pre-activations") {
   Rng rng(2);
   Tensor<Cpu> scratch;
   const Tensor<Cpu> x = random_tensor(Shape{2, 4, 6, 7}, rng);
   const Tensor<Cpu> w = random_tensor(Shape{5, 4, 3, 3}, rng);
   const Tensor<Cpu> b = random_tensor(Shape{1, 5, 1, 1}, rng);
   Tensor<Cpu> linear(Shape{2, 5, 6, 7}), relu(Shape{2, 5, 6, 7});
-  ops::conv2d_forward<Cpu>(x, w, b, linear, Act::None, scratch);
-  ops::conv2d_forward<Cpu>(x, w, b, relu, Act::Relu, scratch);
+  path.forward(x, w, b, linear, Act::None, scratch);
+  path.forward(x, w, b, relu, Act::Relu, scratch);
   int negatives = 0;
   for (std::size_t i = 0; i < linear.size(); ++i) {
     negatives += linear[i] < 0.0f;
@@ -179,7 +229,7 @@ TEST_CASE("conv2d_forward with ReLU clamps exactly the negative pre-activations"
   CHECK(negatives > 0);  // the case is not vacuous
 }
 
-TEST_CASE("conv2d_forward on a hand-computed 3x3 example") {
+PATH_TEST_CASE("conv2d_forward on a hand-computed 3x3 example") {
   // One 3x3 input channel 1..9, kernel with a single 1 at the top-left tap (u = v = 0), which reads
   // x[i-1, j-1]: the output is the input shifted down-right with zero fill, plus bias 0.5.
   Tensor<Cpu> scratch;
@@ -189,12 +239,12 @@ TEST_CASE("conv2d_forward on a hand-computed 3x3 example") {
   w[0] = 1.0f;
   const Tensor<Cpu> b(Shape{1, 1, 1, 1}, 0.5f);
   Tensor<Cpu> y(Shape{1, 1, 3, 3});
-  ops::conv2d_forward<Cpu>(x, w, b, y, Act::None, scratch);
+  path.forward(x, w, b, y, Act::None, scratch);
   const float expected[9] = {0.5f, 0.5f, 0.5f, 0.5f, 1.5f, 2.5f, 0.5f, 4.5f, 5.5f};
   for (int i = 0; i < 9; ++i) CHECK(y[i] == expected[i]);
 }
 
-TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-filled values") {
+PATH_TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-filled values") {
   Rng rng(3);
   Tensor<Cpu> scratch;
   for (int k : {1, 3})
@@ -216,7 +266,7 @@ TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-fi
         copy_into(fast.view, expect.view);
         const Tensor<Cpu> prefill = Tensor<Cpu>::from(fast.view);
 
-        ops::conv2d_backward_data<Cpu>(dy.view, w, fast.view, accumulate, scratch);
+        path.backward_data(dy.view, w, fast.view, accumulate, scratch);
         ref::conv2d_backward_data(dy.view, w, expect.view, accumulate);
         check_close(fast.view, expect.view, "conv2d_backward_data");
         CHECK(fast.outside_untouched());
@@ -230,7 +280,7 @@ TEST_CASE("conv2d_backward_data matches the reference; accumulate adds to pre-fi
     }
 }
 
-TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
+PATH_TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
   Rng rng(4);
   Tensor<Cpu> scratch;
   for (int k : {1, 3})
@@ -245,7 +295,7 @@ TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
         Tensor<Cpu> dw = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
         Tensor<Cpu> db = random_tensor(Shape{1, ch.out, 1, 1}, rng);
         Tensor<Cpu> dw_ref = dw, db_ref = db;
-        ops::conv2d_backward_params<Cpu>(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{},
+        path.backward_params(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{},
                                          scratch);
         ref::conv2d_backward_params(x.view, dy.view, dw_ref, bias ? db_ref.view() : View<Cpu>{});
         check_close(dw, dw_ref, "conv2d_backward_params dw");
@@ -257,7 +307,7 @@ TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
     }
 }
 
-TEST_CASE("conv2d backward ops are the adjoint of forward: <conv(x), g> == <x, conv^T(g)>") {
+PATH_TEST_CASE("conv2d backward ops are the adjoint of forward: <conv(x), g> == <x, conv^T(g)>") {
   Rng rng(5);
   Tensor<Cpu> scratch;
   const Tensor<Cpu> x = random_tensor(Shape{2, 3, 5, 6}, rng);
@@ -265,9 +315,9 @@ TEST_CASE("conv2d backward ops are the adjoint of forward: <conv(x), g> == <x, c
   const Tensor<Cpu> g = random_tensor(Shape{2, 4, 5, 6}, rng);
   Tensor<Cpu> y(Shape{2, 4, 5, 6}), dx(Shape{2, 3, 5, 6});
   Tensor<Cpu> dw(Shape{4, 3, 3, 3}, 0.0f);
-  ops::conv2d_forward<Cpu>(x, w, CView<Cpu>{}, y, Act::None, scratch);
-  ops::conv2d_backward_data<Cpu>(g, w, dx, false, scratch);
-  ops::conv2d_backward_params<Cpu>(x, g, dw, View<Cpu>{}, scratch);
+  path.forward(x, w, CView<Cpu>{}, y, Act::None, scratch);
+  path.backward_data(g, w, dx, false, scratch);
+  path.backward_params(x, g, dw, View<Cpu>{}, scratch);
   double yg = 0, xdx = 0, wdw = 0;
   for (std::size_t i = 0; i < y.size(); ++i) yg += double(y[i]) * g[i];
   for (std::size_t i = 0; i < x.size(); ++i) xdx += double(x[i]) * dx[i];
@@ -277,7 +327,7 @@ TEST_CASE("conv2d backward ops are the adjoint of forward: <conv(x), g> == <x, c
 }
 
 // ------------------------------------------------------------------------ transposed convolution
-TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the reference") {
+PATH_TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the reference") {
   Rng rng(6);
   Tensor<Cpu> scratch;
   for (bool bias : {false, true}) {
@@ -291,7 +341,7 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
       const CView<Cpu> bv = bias ? b.cview() : CView<Cpu>{};
 
       Placed y_fast(out, strided), y_ref(out, strided);
-      ops::conv_transpose2x2_forward<Cpu>(x.view, w, bv, y_fast.view, scratch);
+      path.t_forward(x.view, w, bv, y_fast.view, scratch);
       ref::conv_transpose2x2_forward(x.view, w, bv, y_ref.view);
       check_close(y_fast.view, y_ref.view, "conv_transpose2x2_forward");
       CHECK(y_fast.outside_untouched());
@@ -306,7 +356,7 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
         else
           ops::fill<Cpu>(dx_fast.view, kNaN);
         copy_into(dx_fast.view, dx_ref.view);
-        ops::conv_transpose2x2_backward_data<Cpu>(dy.view, w, dx_fast.view, accumulate, scratch);
+        path.t_backward_data(dy.view, w, dx_fast.view, accumulate, scratch);
         ref::conv_transpose2x2_backward_data(dy.view, w, dx_ref.view, accumulate);
         check_close(dx_fast.view, dx_ref.view, "conv_transpose2x2_backward_data");
         CHECK(dx_fast.outside_untouched());
@@ -314,7 +364,7 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
 
       Tensor<Cpu> dw = random_tensor(w.shape(), rng), db = random_tensor(b.shape(), rng);
       Tensor<Cpu> dw_ref = dw, db_ref = db;
-      ops::conv_transpose2x2_backward_params<Cpu>(x.view, dy.view, dw,
+      path.t_backward_params(x.view, dy.view, dw,
                                                   bias ? db.view() : View<Cpu>{}, scratch);
       ref::conv_transpose2x2_backward_params(x.view, dy.view, dw_ref,
                                              bias ? db_ref.view() : View<Cpu>{});
@@ -324,7 +374,7 @@ TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params match the
   }
 }
 
-TEST_CASE("conv_transpose2x2 on a hand-computed example") {
+PATH_TEST_CASE("conv_transpose2x2 on a hand-computed example") {
   // One input pixel per channel; each output 2x2 block is b + sum_c x[c] * w[c, o, :, :].
   Tensor<Cpu> scratch;
   Tensor<Cpu> x(Shape{1, 2, 1, 1});
@@ -335,7 +385,7 @@ TEST_CASE("conv_transpose2x2 on a hand-computed example") {
   for (int i = 0; i < 8; ++i) w[i] = wv[i];
   const Tensor<Cpu> b(Shape{1, 1, 1, 1}, 0.25f);
   Tensor<Cpu> y(Shape{1, 1, 2, 2});
-  ops::conv_transpose2x2_forward<Cpu>(x, w, b, y, scratch);
+  path.t_forward(x, w, b, y, scratch);
   const float expected[4] = {2 - 10 + 0.25f, 4 - 20 + 0.25f, 6 - 30 + 0.25f, 8 - 40 + 0.25f};
   for (int i = 0; i < 4; ++i) CHECK(y[i] == expected[i]);
 }
@@ -377,7 +427,7 @@ Tensor<Cpu> plus(const Tensor<Cpu>& a, CView<Cpu> b) {
   return r;
 }
 
-void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
+void check_conv_shape(const ConvPath& path, const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
   CAPTURE(cs.n);
   CAPTURE(cs.in);
   CAPTURE(cs.out);
@@ -401,7 +451,7 @@ void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
       CAPTURE(strided);
       Placed xp(xs, strided, 3, 1), y(ys, strided);
       copy_into(x, xp.view);
-      ops::conv2d_forward<Cpu>(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view, act, scratch);
+      path.forward(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view, act, scratch);
       check_close(y.view, with_bias_act(pre, bias ? &b : nullptr, act), "conv2d_forward");
       CHECK(y.outside_untouched());
     }
@@ -418,7 +468,7 @@ void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
       copy_into(prefill, dx.view);
     else
       ops::fill<Cpu>(dx.view, kNaN);
-    ops::conv2d_backward_data<Cpu>(dyp.view, w, dx.view, accumulate, scratch);
+    path.backward_data(dyp.view, w, dx.view, accumulate, scratch);
     check_close(dx.view, accumulate ? plus(dx_ref, prefill) : dx_ref, "conv2d_backward_data");
     CHECK(dx.outside_untouched());
   }
@@ -433,7 +483,7 @@ void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
     copy_into(dy, dyp.view);
     const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
     Tensor<Cpu> dw = dw0, db = db0;
-    ops::conv2d_backward_params<Cpu>(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{},
+    path.backward_params(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{},
                                      scratch);
     check_close(dw, plus(dw0, dw_ref), "conv2d_backward_params dw");
     if (bias)
@@ -443,7 +493,8 @@ void check_conv_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
   }
 }
 
-void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
+void check_transpose_shape(const ConvPath& path, const Conv& cs, Rng& rng,
+                           Tensor<Cpu>& scratch) {
   CAPTURE(cs.n);
   CAPTURE(cs.in);
   CAPTURE(cs.out);
@@ -460,7 +511,7 @@ void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
     CAPTURE(bias);
     Placed xp(xs, bias, 1, 1), y(ys, bias);
     copy_into(x, xp.view);
-    ops::conv_transpose2x2_forward<Cpu>(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view,
+    path.t_forward(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view,
                                         scratch);
     check_close(y.view, with_bias_act(pre, bias ? &b : nullptr, Act::None),
                 "conv_transpose2x2_forward");
@@ -478,7 +529,7 @@ void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
       copy_into(prefill, dx.view);
     else
       ops::fill<Cpu>(dx.view, kNaN);
-    ops::conv_transpose2x2_backward_data<Cpu>(dyp.view, w, dx.view, accumulate, scratch);
+    path.t_backward_data(dyp.view, w, dx.view, accumulate, scratch);
     check_close(dx.view, accumulate ? plus(dx_ref, prefill) : dx_ref,
                 "conv_transpose2x2_backward_data");
     CHECK(dx.outside_untouched());
@@ -493,7 +544,7 @@ void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
     copy_into(dy, dyp.view);
     const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
     Tensor<Cpu> dw = dw0, db = db0;
-    ops::conv_transpose2x2_backward_params<Cpu>(xp.view, dyp.view, dw,
+    path.t_backward_params(xp.view, dyp.view, dw,
                                                 bias ? db.view() : View<Cpu>{}, scratch);
     check_close(dw, plus(dw0, dw_ref), "conv_transpose2x2_backward_params dw");
     if (bias)
@@ -505,7 +556,7 @@ void check_transpose_shape(const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
 
 }  // namespace
 
-TEST_CASE("conv2d fast paths match the reference on large shapes") {
+PATH_TEST_CASE("conv2d fast paths match the reference on large shapes") {
   Rng rng(11);
   Tensor<Cpu> scratch;
   const Conv shapes[] = {
@@ -533,10 +584,10 @@ TEST_CASE("conv2d fast paths match the reference on large shapes") {
       {2, 3, 24, 10, 12, 1},     // thin: three input channels
       {2, 8, 4, 20, 24, 1},      // thin: four output channels
   };
-  for (const Conv& cs : shapes) check_conv_shape(cs, rng, scratch);
+  for (const Conv& cs : shapes) check_conv_shape(path, cs, rng, scratch);
 }
 
-TEST_CASE("conv_transpose2x2 fast paths match the reference on large shapes") {
+PATH_TEST_CASE("conv_transpose2x2 fast paths match the reference on large shapes") {
   Rng rng(12);
   Tensor<Cpu> scratch;
   const Conv shapes[] = {
@@ -548,7 +599,116 @@ TEST_CASE("conv_transpose2x2 fast paths match the reference on large shapes") {
       {1, 8, 64, 32, 48, 2},  // weight gradient over two pixel blocks
       {2, 5, 3, 7, 13, 2},    // odd widths: partial vectors in the phase scatter and gather
   };
-  for (const Conv& cs : shapes) check_transpose_shape(cs, rng, scratch);
+  for (const Conv& cs : shapes) check_transpose_shape(path, cs, rng, scratch);
+}
+
+// ------------------------------------------------------------------------------------- dispatch
+PATH_TEST_CASE("conv results do not depend on the number of threads") {
+  Rng rng(21);
+  Tensor<Cpu> scratch;
+  const Shape xs{2, 24, 16, 48}, ys{2, 130, 16, 48}, ts{2, 24, 32, 96};
+  const Tensor<Cpu> x = random_tensor(xs, rng), dy = random_tensor(ys, rng);
+  const Tensor<Cpu> dyt = random_tensor(ts, rng);
+  const Tensor<Cpu> w3 = random_tensor(Shape{130, 24, 3, 3}, rng);
+  const Tensor<Cpu> w1 = random_tensor(Shape{130, 24, 1, 1}, rng);
+  const Tensor<Cpu> wt = random_tensor(Shape{24, 24, 2, 2}, rng);
+  const Tensor<Cpu> b = random_tensor(Shape{1, 130, 1, 1}, rng);
+  // Every kernel once, its outputs concatenated.
+  const auto run = [&] {
+    std::vector<Tensor<Cpu>> out;
+    out.emplace_back(ys), out.emplace_back(ys), out.emplace_back(xs), out.emplace_back(xs);
+    out.emplace_back(w3.shape(), 0.0f), out.emplace_back(w1.shape(), 0.0f);
+    out.emplace_back(b.shape(), 0.0f), out.emplace_back(ts), out.emplace_back(xs);
+    out.emplace_back(wt.shape(), 0.0f);
+    path.forward(x, w3, b, out[0], Act::Relu, scratch);
+    path.forward(x, w1, b, out[1], Act::None, scratch);
+    path.backward_data(dy, w3, out[2], false, scratch);
+    path.backward_data(dy, w1, out[3], false, scratch);
+    path.backward_params(x, dy, out[4], out[6], scratch);
+    path.backward_params(x, dy, out[5], View<Cpu>{}, scratch);
+    path.t_forward(x, wt, CView<Cpu>{}, out[7], scratch);
+    path.t_backward_data(dyt, wt, out[8], false, scratch);
+    path.t_backward_params(x, dyt, out[9], View<Cpu>{}, scratch);
+    return out;
+  };
+  const int max_threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<Tensor<Cpu>> one = run();
+  omp_set_num_threads(std::max(2, max_threads));
+  const std::vector<Tensor<Cpu>> many = run(), again = run();
+  omp_set_num_threads(max_threads);
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(bitwise_equal(one[i], many[i]));
+    CHECK(bitwise_equal(many[i], again[i]));
+  }
+}
+
+TEST_CASE("the ops run the active path; set_isa refuses a path the CPU lacks") {
+  Rng rng(22);
+  Tensor<Cpu> scratch;
+  const Tensor<Cpu> x = random_tensor(Shape{2, 24, 16, 32}, rng);
+  const Tensor<Cpu> w = random_tensor(Shape{40, 24, 3, 3}, rng);
+  const Tensor<Cpu> b = random_tensor(Shape{1, 40, 1, 1}, rng);
+  const cpu::Isa saved = cpu::active_isa();
+  std::vector<Tensor<Cpu>> results;
+  for (int i = 0; i < 3; ++i) {
+    const cpu::Isa isa = cpu::kIsas[i];
+    const std::string name = cpu::isa_name(isa);
+    CAPTURE(name);
+    REQUIRE(std::string(kPaths[i].name) == cpu::isa_name(isa));
+    if (!cpu::isa_supported(isa)) {
+      expect_invalid([&] { cpu::set_isa(isa); }, {"set_isa", cpu::isa_name(isa), "cannot run"});
+      continue;
+    }
+    cpu::set_isa(isa);
+    CHECK(cpu::active_isa() == isa);
+    CHECK(std::string(cpu::active_isa_name()) == cpu::isa_name(isa));
+    Tensor<Cpu> via_ops(Shape{2, 40, 16, 32}), direct(Shape{2, 40, 16, 32});
+    ops::conv2d_forward<Cpu>(x, w, b, via_ops, Act::None, scratch);
+    kPaths[i].forward(x, w, b, direct, Act::None, scratch);
+    CHECK(bitwise_equal(via_ops, direct));
+    results.push_back(std::move(direct));
+  }
+  cpu::set_isa(saved);
+  // The paths sum in different orders: different bits, so the comparisons above name the path.
+  if (results.size() >= 2) CHECK_FALSE(bitwise_equal(results[0], results[1]));
+  CHECK(cpu::parse_isa("auto", "test") == cpu::best_isa());
+  CHECK(cpu::parse_isa("portable", "test") == cpu::Isa::Portable);
+  expect_invalid([] { cpu::parse_isa("avx3", "--isa"); }, {"--isa", "'avx3'", "avx512, avx2"});
+}
+
+// Run by CTest with UNETSRNN_CPU_ISA set (tests/CMakeLists.txt), as the only test case of its
+// process, so that the variable is read by the first op.
+TEST_CASE("UNETSRNN_CPU_ISA chooses the path at the first op, or is refused") {
+  const char* env = std::getenv("UNETSRNN_CPU_ISA");
+  if (!env) {
+    CHECK(cpu::active_isa() == cpu::best_isa());
+    return;
+  }
+  const std::string name = env;
+  CAPTURE(name);
+  bool known = false;
+  for (cpu::Isa isa : cpu::kIsas) known = known || name == cpu::isa_name(isa);
+  if (!known) {
+    expect_invalid([] { cpu::active_isa(); }, {"UNETSRNN_CPU_ISA", "'" + name + "'"});
+    return;
+  }
+  const cpu::Isa isa = cpu::parse_isa(name, "test");
+  if (!cpu::isa_supported(isa)) {
+    expect_invalid([] { cpu::active_isa(); }, {"UNETSRNN_CPU_ISA", name, "cannot run"});
+    MESSAGE("UNETSRNN_CPU_ISA=", name, ": refused (this CPU lacks it); the path was NOT RUN");
+    return;
+  }
+  CHECK(cpu::active_isa() == isa);
+  Rng rng(23);
+  Tensor<Cpu> scratch;
+  const Tensor<Cpu> x = random_tensor(Shape{1, 16, 16, 16}, rng);
+  const Tensor<Cpu> w = random_tensor(Shape{24, 16, 3, 3}, rng);
+  Tensor<Cpu> via_ops(Shape{1, 24, 16, 16}), direct(Shape{1, 24, 16, 16});
+  ops::conv2d_forward<Cpu>(x, w, CView<Cpu>{}, via_ops, Act::None, scratch);
+  kPaths[static_cast<int>(isa)].forward(x, w, CView<Cpu>{}, direct, Act::None, scratch);
+  CHECK(bitwise_equal(via_ops, direct));
 }
 
 // ------------------------------------------------------------------------------------- pooling

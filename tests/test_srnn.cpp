@@ -17,6 +17,7 @@
 // ops.hpp first: it declares the SrnnCache template that cpu/backend.hpp's srnn.hpp specialises.
 #include "unetsrnn/ops/ops.hpp"
 
+#include "cpu_paths.hpp"
 #include "gradcheck.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/layers/srnn.hpp"
@@ -152,8 +153,37 @@ Tensor<Cpu> mixed_weights() {
 
 }  // namespace
 
+// ------------------------------------------------------------------------ paths
+// The Spatial RNN kernels of one instruction-set path, called directly (the ops dispatch to the
+// active path). The paths share their code; they differ in the vector width of the loops.
+struct SrnnPath {
+  const char* name;
+  bool runs;  // this CPU runs it
+  decltype(&cpu::portable::srnn_forward) forward;
+  decltype(&cpu::portable::srnn_backward) backward;
+  decltype(&cpu::portable::srnn_detail::tanh_float) tanh;
+};
+#define UNETSRNN_TEST_PATH(ns, runs)                                                    \
+  SrnnPath {                                                                            \
+    #ns, runs, cpu::ns::srnn_forward, cpu::ns::srnn_backward, cpu::ns::srnn_detail::tanh_float \
+  }
+#if UNETSRNN_X86
+const SrnnPath kPaths[] = {UNETSRNN_TEST_PATH(portable, true),
+                           UNETSRNN_TEST_PATH(avx2, cpu::isa_supported(cpu::Isa::Avx2)),
+                           UNETSRNN_TEST_PATH(avx512, cpu::isa_supported(cpu::Isa::Avx512))};
+#else
+const SrnnPath kPaths[] = {UNETSRNN_TEST_PATH(portable, true), SrnnPath{"avx2", false},
+                           SrnnPath{"avx512", false}};
+#endif
+#define PATH_TEST_CASE(title) UNETSRNN_PATH_TEST_CASE(SrnnPath, kPaths, 3, title)
+
+TEST_CASE("srnn paths: which ran here and which did not") {
+  MESSAGE("Spatial RNN paths against the reference here: ", paths_report(kPaths));
+  CHECK(kPaths[0].runs);
+}
+
 // ------------------------------------------------------------------------ fast == reference
-TEST_CASE("srnn fast path matches the literal reference: rules x activations x L x shapes") {
+PATH_TEST_CASE("srnn fast path matches the literal reference: rules x activations x L x shapes") {
   // Limit 1e-5 of each channel's scale: both sides compute in float32, and the fast path sums the
   // same terms in another order (window sums, binomial taps, forward-mode chains) and has its own
   // tanh (within 1.4 ulp), which moves results by a few units of the float rounding (~6e-8
@@ -194,7 +224,7 @@ TEST_CASE("srnn fast path matches the literal reference: rules x activations x L
 
           SrnnCache<Cpu> cache;
           Placed y_fast(ys, strided), y_ref(ys, strided);
-          ops::srnn_forward<Cpu>(x.view, w, y_fast.view, cfg, cache);
+          path.forward(x.view, w, y_fast.view, cfg, cache);
           ref::srnn_forward(x.view, w, y_ref.view, cfg);
           const double ey = channel_error(y_fast.view, y_ref.view);
           worst_y = std::max(worst_y, ey);
@@ -214,7 +244,7 @@ TEST_CASE("srnn fast path matches the literal reference: rules x activations x L
                             xs.plane() * sizeof(float));
             Placed dx_fast(xs, strided), dx_ref(xs, strided);
             Tensor<Cpu> dw_fast(w.shape(), 0.0f), dw_ref(w.shape(), 0.0f);
-            ops::srnn_backward<Cpu>(x.view, w, dy_d.view, dx_fast.view, dw_fast, false, cfg, cache);
+            path.backward(x.view, w, dy_d.view, dx_fast.view, dw_fast, false, cfg, cache);
             ref::srnn_backward(x.view, w, dy_d.view, dx_ref.view, dw_ref, false, cfg);
             const double ex = channel_error(dx_fast.view, dx_ref.view);
             const double ew = entry_error(dw_fast, dw_ref, yardstick);
@@ -229,18 +259,18 @@ TEST_CASE("srnn fast path matches the literal reference: rules x activations x L
           fill_signed(dx_fast.view, rng);
           copy_into(dx_fast.view, dx_ref.view);
           Tensor<Cpu> dw_fast(w.shape(), 0.25f), dw_ref(w.shape(), 0.25f);
-          ops::srnn_backward<Cpu>(x.view, w, dy.view, dx_fast.view, dw_fast, true, cfg, cache);
+          path.backward(x.view, w, dy.view, dx_fast.view, dw_fast, true, cfg, cache);
           ref::srnn_backward(x.view, w, dy.view, dx_ref.view, dw_ref, true, cfg);
           CHECK(channel_error(dx_fast.view, dx_ref.view) <= kLimit);
           CHECK(entry_error(dw_fast, dw_ref, yardstick) <= kLimit);
           CHECK(dx_fast.outside_untouched());
         }
   }
-  MESSAGE("cases ", cases, ", worst relative error: y ", worst_y, ", dx ", worst_dx, ", dw ",
+  MESSAGE(path.name, ": cases ", cases, ", worst relative error: y ", worst_y, ", dx ", worst_dx, ", dw ",
           worst_dw);
 }
 
-TEST_CASE("srnn fast path matches the reference on a larger case that runs in parallel") {
+PATH_TEST_CASE("srnn fast path matches the reference on a larger case that runs in parallel") {
   // Big enough for the OpenMP path; L shorter than the sweeps, so the window spans several blocks.
   Rng rng(11);
   const int C = 8;
@@ -258,8 +288,8 @@ TEST_CASE("srnn fast path matches the reference on a larger case that runs in pa
       SrnnCache<Cpu> cache;
       Tensor<Cpu> y_fast(ys), y_ref(ys), dx_fast(xs), dx_ref(xs);
       Tensor<Cpu> dw_fast(w.shape(), 0.0f), dw_ref(w.shape(), 0.0f);
-      ops::srnn_forward<Cpu>(x, w, y_fast, cfg, cache);
-      ops::srnn_backward<Cpu>(x, w, dy, dx_fast, dw_fast, false, cfg, cache);
+      path.forward(x, w, y_fast, cfg, cache);
+      path.backward(x, w, dy, dx_fast, dw_fast, false, cfg, cache);
       ref::srnn_forward(x, w, y_ref, cfg);
       ref::srnn_backward(x, w, dy, dx_ref, dw_ref, false, cfg);
       CHECK(channel_error(y_fast, y_ref) <= 1e-5);
@@ -268,7 +298,7 @@ TEST_CASE("srnn fast path matches the reference on a larger case that runs in pa
     }
 }
 
-TEST_CASE("paper-rule backward from sqrt(L) checkpoints matches the reference") {
+PATH_TEST_CASE("paper-rule backward from sqrt(L) checkpoints matches the reference") {
   // Small planes normally keep every state; a zero budget forces the checkpointed recomputation.
   const std::size_t saved_budget = cpu::srnn_detail::paper_state_budget;
   cpu::srnn_detail::paper_state_budget = 0;
@@ -287,8 +317,8 @@ TEST_CASE("paper-rule backward from sqrt(L) checkpoints matches the reference") 
       SrnnCache<Cpu> cache;
       Tensor<Cpu> y(ys), dx_fast(xs), dx_ref(xs);
       Tensor<Cpu> dw_fast(w.shape(), 0.0f), dw_ref(w.shape(), 0.0f);
-      ops::srnn_forward<Cpu>(x, w, y, cfg, cache);
-      ops::srnn_backward<Cpu>(x, w, dy, dx_fast, dw_fast, false, cfg, cache);
+      path.forward(x, w, y, cfg, cache);
+      path.backward(x, w, dy, dx_fast, dw_fast, false, cfg, cache);
       ref::srnn_backward(x, w, dy, dx_ref, dw_ref, false, cfg);
       CHECK(channel_error(dx_fast, dx_ref) <= 1e-5);
       CHECK(entry_error(dw_fast, dw_ref, dw_yardstick(x, w, dy, cfg)) <= 1e-5);
@@ -296,7 +326,7 @@ TEST_CASE("paper-rule backward from sqrt(L) checkpoints matches the reference") 
   cpu::srnn_detail::paper_state_budget = saved_budget;
 }
 
-TEST_CASE("srnn results do not depend on the number of threads") {
+PATH_TEST_CASE("srnn results do not depend on the number of threads") {
   Rng rng(12);
   const int C = 6;
   const Shape xs{2, C, 24, 40}, ys{2, 4 * C, 24, 40};
@@ -312,8 +342,8 @@ TEST_CASE("srnn results do not depend on the number of threads") {
     y[run] = Tensor<Cpu>(ys);
     dx[run] = Tensor<Cpu>(xs);
     dw[run] = Tensor<Cpu>(w.shape(), 0.0f);
-    ops::srnn_forward<Cpu>(x, w, y[run], cfg, cache);
-    ops::srnn_backward<Cpu>(x, w, dy, dx[run], dw[run], false, cfg, cache);
+    path.forward(x, w, y[run], cfg, cache);
+    path.backward(x, w, dy, dx[run], dw[run], false, cfg, cache);
   }
   omp_set_num_threads(max_threads);
   CHECK(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float)) == 0);
@@ -321,7 +351,7 @@ TEST_CASE("srnn results do not depend on the number of threads") {
   CHECK(std::memcmp(dw[0].data(), dw[1].data(), dw[0].size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("the fast path's vectorisable tanh is within 1.5 ulp of the exact value") {
+PATH_TEST_CASE("the fast path's vectorisable tanh is within 1.5 ulp of the exact value") {
   // Every 241st float from 0 to beyond the clamp at 20 (~4.6 million values), against the double
   // tanh rounded; plus signs, zeros, infinities and NaN.
   double worst_ulp = 0.0;
@@ -333,21 +363,21 @@ TEST_CASE("the fast path's vectorisable tanh is within 1.5 ulp of the exact valu
     const float rounded = static_cast<float>(exact);
     const double ulp =
         exact == 0.0 ? 1e-45 : double(std::nextafter(rounded, 2.0f)) - double(rounded);
-    const double err = std::fabs(cpu::srnn_detail::tanh_float(x) - exact) / ulp;
+    const double err = std::fabs(path.tanh(x) - exact) / ulp;
     if (err > worst_ulp) worst_ulp = err, worst_at = x;
-    asymmetric += cpu::srnn_detail::tanh_float(-x) != -cpu::srnn_detail::tanh_float(x);
+    asymmetric += path.tanh(-x) != -path.tanh(x);
   }
   CHECK(asymmetric == 0);
   INFO("worst ", worst_ulp, " ulp at ", worst_at);
   CHECK(worst_ulp <= 1.5);
-  CHECK(cpu::srnn_detail::tanh_float(100.0f) == 1.0f);
-  CHECK(cpu::srnn_detail::tanh_float(-std::numeric_limits<float>::infinity()) == -1.0f);
-  CHECK(std::signbit(cpu::srnn_detail::tanh_float(-0.0f)));
-  CHECK(std::isnan(cpu::srnn_detail::tanh_float(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(path.tanh(100.0f) == 1.0f);
+  CHECK(path.tanh(-std::numeric_limits<float>::infinity()) == -1.0f);
+  CHECK(std::signbit(path.tanh(-0.0f)));
+  CHECK(std::isnan(path.tanh(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // ------------------------------------------------------------------------ hand-computed example
-TEST_CASE("the original layer's 3x3 example: L = 2, all weights 1, concat, seed + ReLU") {
+PATH_TEST_CASE("the original layer's 3x3 example: L = 2, all weights 1, concat, seed + ReLU") {
   // x = [1 2 3; 4 5 6; 7 8 9], w = 1, all inputs positive, so relu is the identity and
   // h_k = S^k x: y_d = x + S_d x + S_d^2 x with zero fill. For the right direction,
   // y[i, j] = x[i, j] + x[i, j-1] + x[i, j-2]; first row: [1, 2 + 1, 3 + 2 + 1] = [1, 3, 6].
@@ -362,7 +392,7 @@ TEST_CASE("the original layer's 3x3 example: L = 2, all weights 1, concat, seed 
   const SrnnConfig cfg{SrnnRule::Seed, SrnnAct::Relu, 2};
   Tensor<Cpu> y_fast(Shape{1, 4, 3, 3}), y_ref(Shape{1, 4, 3, 3});
   SrnnCache<Cpu> cache;
-  ops::srnn_forward<Cpu>(x, w, y_fast, cfg, cache);
+  path.forward(x, w, y_fast, cfg, cache);
   ref::srnn_forward(x, w, y_ref, cfg);
   for (int d = 0; d < kDirections; ++d)
     for (int k = 0; k < 9; ++k) {
@@ -381,7 +411,7 @@ TEST_CASE("the original layer's 3x3 example: L = 2, all weights 1, concat, seed 
     for (int k = 0; k < 9; ++k) CHECK(y_layer[d * 9 + k] == expected[d][k]);
 }
 
-TEST_CASE("seed + ReLU closed forms: negative weights keep one step, zero weights none") {
+PATH_TEST_CASE("seed + ReLU closed forms: negative weights keep one step, zero weights none") {
   // x = [-1 2 -3 4] in one row, L = 5. Right, w = -0.5: only h_1 = relu(-0.5 * x[j-1]) survives,
   // [0, 0.5, 0, 1.5] -> y = [-1, 2.5, -3, 5.5]. Left, w = 0: y = x. Down/up (one row): y = x.
   Tensor<Cpu> x(Shape{1, 1, 1, 4});
@@ -393,7 +423,7 @@ TEST_CASE("seed + ReLU closed forms: negative weights keep one step, zero weight
   const SrnnConfig cfg{SrnnRule::Seed, SrnnAct::Relu, 5};
   Tensor<Cpu> y(Shape{1, 4, 1, 4});
   SrnnCache<Cpu> cache;
-  ops::srnn_forward<Cpu>(x, w, y, cfg, cache);
+  path.forward(x, w, y, cfg, cache);
   const float right[4] = {-1, 2.5f, -3, 5.5f};
   for (int j = 0; j < 4; ++j) {
     CHECK(y[j] == right[j]);

@@ -1,5 +1,7 @@
 // Consumer of the installed package: one Conv2d forward and a weights round trip, checked against
-// values worked out by hand. Exit status 0 means the install is usable.
+// values worked out by hand, and the CPU path its kernels run: built with no flags at all (no
+// -march), it must still get the best path this CPU has (run-time dispatch, ops/cpu/isa.hpp).
+// Exit status 0 means the install is usable.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -25,6 +27,13 @@ bool near(float a, float b) { return std::fabs(a - b) < 1e-5f; }
 
 int main() {
   using namespace unetsrnn;
+  std::printf("consumer: CPU path %s (the best this CPU runs: %s)\n", cpu::active_isa_name(),
+              cpu::isa_name(cpu::best_isa()));
+  if (cpu::active_isa() != cpu::best_isa()) {
+    std::fprintf(stderr, "consumer: the kernels run the %s path, not the CPU's best\n",
+                 cpu::active_isa_name());
+    return 1;
+  }
   OneConv model;
   Rng rng(1);
   model.conv.init(rng);

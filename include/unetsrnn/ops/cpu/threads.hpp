@@ -1,6 +1,7 @@
 #pragma once
-// OpenMP thread queries and the one parallel loop the pointwise kernels share; all also compile
-// (as one thread) without OpenMP.
+// OpenMP thread queries and the parallel loops every CPU kernel uses; all also compile (as one
+// thread) without OpenMP. The kernels of every instruction-set path run their work through these
+// loops (compiled for the baseline: see ops/cpu/foreach_isa.hpp), never their own parallel regions.
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -38,6 +39,18 @@ template <class Body>
 void parallel_for(long long count, bool parallel, Body&& body) {
   if (use_threads(parallel)) {
 #pragma omp parallel for schedule(static)
+    for (long long t = 0; t < count; ++t) body(t);
+  } else {
+    for (long long t = 0; t < count; ++t) body(t);
+  }
+}
+
+// body(t) for t in [0, count), handed out one at a time to the threads (the cores may be shared)
+// when `parallel` and there is more than one item.
+template <class Body>
+void parallel_for_dynamic(long long count, bool parallel, Body&& body) {
+  if (use_threads(parallel && count > 1)) {
+#pragma omp parallel for schedule(dynamic, 1)
     for (long long t = 0; t < count; ++t) body(t);
   } else {
     for (long long t = 0; t < count; ++t) body(t);
