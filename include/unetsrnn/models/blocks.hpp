@@ -23,6 +23,7 @@
 
 namespace unetsrnn {
 
+// The contract above, checked by the compiler.
 template <class B, class Dev>
 concept Block = requires(B& b, CView<Dev> x, View<Dev> dx, bool accumulate, ParamList<Dev>& list,
                          const std::string& prefix, Shape in) {

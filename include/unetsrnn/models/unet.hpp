@@ -1,21 +1,23 @@
 #pragma once
 // UNet: the one U-Net template. A model is declared, not written: the block of every level, the
 // widths (and so the depth), one skip policy per decoder level and a few options; forward and
-// backward follow from the declaration. The original's four models are aliases (models.hpp), e.g.
+// backward follow from the declaration. The original's models are aliases of it (models.hpp); a
+// new one is declared like this:
 //
 //   template <class Dev = Cpu>
-//   using Grey4 = UNet<ResBlock, Widths<8, 16, 32, 64>, Skips<skip::Plain, skip::Plain,
-//   skip::Plain>,
+//   using Grey4 = UNet<ResBlock, Widths<8, 16, 32, 64>,
+//                      Skips<skip::Plain, skip::Plain, skip::Srnn<SrnnRule::Paper, 16>>,
 //                      UNetOptions{.name = "grey4", .in_channels = 1}, Dev>;
 //
 // Level l (1 = full resolution) has Widths' l-th filter count; levels l and l+1 are joined by a 2x2
 // max-pool on the way down and a 2x2 transposed convolution on the way up, and decoder level l
-// receives the skip of encoder level l through the l-th entry of Skips. Input (N, in_channels, H,
-// W) with H and W divisible by 2^(depth - 1); output (N, 1, H, W) logits.
+// receives the skip of encoder level l through the l-th entry of Skips. Input
+// (N, in_channels, H, W) with H and W divisible by 2^(depth - 1); output (N, 1, H, W) logits.
+// docs/architecture.md has the how-to.
 //
 // Parameter names and order (weights files and the optimiser state depend on them): enc1..encD,
-// then the skip links that have parameters from the deepest (skipL), then decD-1..dec1, then out;
-// init() draws them in that order.
+// then the skip links that have parameters, from the deepest (skip3, skip2, ...), then
+// decD-1..dec1, then out; init() draws them in that order.
 #include <array>
 #include <cstddef>
 #include <cstdint>
