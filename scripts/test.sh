@@ -14,6 +14,6 @@ fi
 # switch the tests off; ctest fails when it finds no test at all.
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_TESTS=ON \
-  -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=ON -DUNETSRNN_CUDA=ON
+  -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=ON -DUNETSRNN_CUDA=ON -DUNETSRNN_NATIVE=OFF
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure --no-tests=error -j 1

@@ -8,6 +8,11 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+// Under nvcc (the CUDA programs compile the CPU backend too) Eigen is used on the host only: its
+// device annotations only bring nvcc warnings.
+#if defined(__CUDACC__) && !defined(EIGEN_NO_CUDA)
+#define EIGEN_NO_CUDA
+#endif
 #include <Eigen/Core>
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
