@@ -25,7 +25,6 @@
 #include <immintrin.h>
 #endif
 
-#include <unetsrnn/ops/cpu/eigen.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <unetsrnn/ops/cpu/eigen.hpp>
 #include <unetsrnn/unetsrnn.hpp>
 #include <vector>
 
@@ -553,9 +553,8 @@ int main(int argc, char** argv) {
         "\nModels: train step = forward + BCE-with-logits grad + backward + Adam "
         "(batch %d); inference batch 1 and %d\n",
         o.batch, o.infer_batch);
-    std::printf("%-14s %10s %10s %9s %8s %7s %7s %10s %9s %10s %9s\n", "model", "params",
-                "step ms", "GFLOP", "GFLOP/s", "%GEMM", "%peak", "infer ms", "img/s b", "infer GF",
-                "RSS MiB");
+    std::printf("%-14s %10s %10s %9s %8s %7s %7s %10s %9s %10s %9s\n", "model", "params", "step ms",
+                "GFLOP", "GFLOP/s", "%GEMM", "%peak", "infer ms", "img/s b", "infer GF", "RSS MiB");
     std::vector<Json> models;
     for (const auto& name : o.models) {
       const ModelResult r = bench_model(name, o);

@@ -12,6 +12,6 @@ fi
 # (build/) never reuse each other's cache. The demo runs on the CPU: no CUDA parts are built.
 build=${BUILD_DIR:-build-demo}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_TESTS=OFF \
-  -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=OFF -DUNETSRNN_CUDA=OFF
+  -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=OFF -DUNETSRNN_CUDA=OFF -DUNETSRNN_NATIVE=OFF
 cmake --build "$build" -j "$(nproc)" --target demo
 "$build/examples/demo" --out runs/demo "$@"

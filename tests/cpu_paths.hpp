@@ -11,20 +11,18 @@
 
 #define UNETSRNN_PATH_TEST_CASE(Path, paths, count, title) \
   UNETSRNN_PATH_TEST_CASE_##count(Path, paths, title, DOCTEST_ANONYMOUS(path_test_))
-#define UNETSRNN_PATH_TEST_CASE_3(Path, paths, title, fn)                                   \
-  void fn(const Path& path);                                                              \
-  TEST_CASE(title " [portable]") { fn(paths[0]); }                                        \
-  TEST_CASE(title " [avx2]" * doctest::skip(!paths[1].runs)) { fn(paths[1]); }           \
-  TEST_CASE(title " [avx512]" * doctest::skip(!paths[2].runs)) { fn(paths[2]); }         \
+#define UNETSRNN_PATH_TEST_CASE_3(Path, paths, title, fn)                        \
+  void fn(const Path& path);                                                     \
+  TEST_CASE(title " [portable]") { fn(paths[0]); }                               \
+  TEST_CASE(title " [avx2]" * doctest::skip(!paths[1].runs)) { fn(paths[1]); }   \
+  TEST_CASE(title " [avx512]" * doctest::skip(!paths[2].runs)) { fn(paths[2]); } \
   void fn(const Path& path)
-#define UNETSRNN_PATH_TEST_CASE_4(Path, paths, title, fn)                                   \
-  void fn(const Path& path);                                                              \
-  TEST_CASE(title " [portable]") { fn(paths[0]); }                                        \
-  TEST_CASE(title " [avx2]" * doctest::skip(!paths[1].runs)) { fn(paths[1]); }           \
-  TEST_CASE(title " [avx512]" * doctest::skip(!paths[2].runs)) { fn(paths[2]); }         \
-  TEST_CASE(title " [avx512 tiles on avx2]" * doctest::skip(!paths[3].runs)) {            \
-    fn(paths[3]);                                                                         \
-  }                                                                                       \
+#define UNETSRNN_PATH_TEST_CASE_4(Path, paths, title, fn)                                      \
+  void fn(const Path& path);                                                                   \
+  TEST_CASE(title " [portable]") { fn(paths[0]); }                                             \
+  TEST_CASE(title " [avx2]" * doctest::skip(!paths[1].runs)) { fn(paths[1]); }                 \
+  TEST_CASE(title " [avx512]" * doctest::skip(!paths[2].runs)) { fn(paths[2]); }               \
+  TEST_CASE(title " [avx512 tiles on avx2]" * doctest::skip(!paths[3].runs)) { fn(paths[3]); } \
   void fn(const Path& path)
 
 // "ran: a; b; NOT RUN (this CPU lacks them): c;" for a path table.

@@ -9,13 +9,13 @@
 // layouts run with AVX2 instructions (UNETSRNN_EMULATE_AVX512), so that its logic is checked on
 // machines without AVX-512; it does not stand in for the avx512 path's own test.
 #define UNETSRNN_EMULATE_AVX512 1
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <omp.h>
 #include <string>
 #include <vector>
 
@@ -172,9 +172,11 @@ const ConvPath kPaths[] = {
     UNETSRNN_TEST_PATH(avx512_emulated, "avx512 tiles on avx2", cpu::isa_supported(cpu::Isa::Avx2)),
 };
 #else
+#define UNETSRNN_ABSENT_PATH(label) \
+  ConvPath { label, false, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr }
 const ConvPath kPaths[] = {UNETSRNN_TEST_PATH(portable, "portable", true),
-                           ConvPath{"avx2", false}, ConvPath{"avx512", false},
-                           ConvPath{"avx512 tiles on avx2", false}};
+                           UNETSRNN_ABSENT_PATH("avx2"), UNETSRNN_ABSENT_PATH("avx512"),
+                           UNETSRNN_ABSENT_PATH("avx512 tiles on avx2")};
 #endif
 
 #define PATH_TEST_CASE(title) UNETSRNN_PATH_TEST_CASE(ConvPath, kPaths, 4, title)
@@ -186,7 +188,8 @@ TEST_CASE("convolution paths: which ran here and which did not") {
 }
 
 // ------------------------------------------------------------------------------- convolution
-PATH_TEST_CASE("conv2d_forward matches the reference (k, bias, act, channels, sizes, strided views)") {
+PATH_TEST_CASE(
+    "conv2d_forward matches the reference (k, bias, act, channels, sizes, strided views)") {
   Rng rng(1);
   Tensor<Cpu> scratch;
   for (int k : {1, 3})
@@ -295,8 +298,7 @@ PATH_TEST_CASE("conv2d_backward_params accumulates into pre-filled dw and db") {
         Tensor<Cpu> dw = random_tensor(Shape{ch.out, ch.in, k, k}, rng);
         Tensor<Cpu> db = random_tensor(Shape{1, ch.out, 1, 1}, rng);
         Tensor<Cpu> dw_ref = dw, db_ref = db;
-        path.backward_params(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{},
-                                         scratch);
+        path.backward_params(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{}, scratch);
         ref::conv2d_backward_params(x.view, dy.view, dw_ref, bias ? db_ref.view() : View<Cpu>{});
         check_close(dw, dw_ref, "conv2d_backward_params dw");
         check_close(db, db_ref, "conv2d_backward_params db");
@@ -364,8 +366,7 @@ PATH_TEST_CASE("conv_transpose2x2 forward / backward_data / backward_params matc
 
       Tensor<Cpu> dw = random_tensor(w.shape(), rng), db = random_tensor(b.shape(), rng);
       Tensor<Cpu> dw_ref = dw, db_ref = db;
-      path.t_backward_params(x.view, dy.view, dw,
-                                                  bias ? db.view() : View<Cpu>{}, scratch);
+      path.t_backward_params(x.view, dy.view, dw, bias ? db.view() : View<Cpu>{}, scratch);
       ref::conv_transpose2x2_backward_params(x.view, dy.view, dw_ref,
                                              bias ? db_ref.view() : View<Cpu>{});
       check_close(dw, dw_ref, "conv_transpose2x2_backward_params dw");
@@ -483,8 +484,7 @@ void check_conv_shape(const ConvPath& path, const Conv& cs, Rng& rng, Tensor<Cpu
     copy_into(dy, dyp.view);
     const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
     Tensor<Cpu> dw = dw0, db = db0;
-    path.backward_params(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{},
-                                     scratch);
+    path.backward_params(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{}, scratch);
     check_close(dw, plus(dw0, dw_ref), "conv2d_backward_params dw");
     if (bias)
       check_close(db, plus(db0, db_ref), "conv2d_backward_params db");
@@ -493,8 +493,7 @@ void check_conv_shape(const ConvPath& path, const Conv& cs, Rng& rng, Tensor<Cpu
   }
 }
 
-void check_transpose_shape(const ConvPath& path, const Conv& cs, Rng& rng,
-                           Tensor<Cpu>& scratch) {
+void check_transpose_shape(const ConvPath& path, const Conv& cs, Rng& rng, Tensor<Cpu>& scratch) {
   CAPTURE(cs.n);
   CAPTURE(cs.in);
   CAPTURE(cs.out);
@@ -511,8 +510,7 @@ void check_transpose_shape(const ConvPath& path, const Conv& cs, Rng& rng,
     CAPTURE(bias);
     Placed xp(xs, bias, 1, 1), y(ys, bias);
     copy_into(x, xp.view);
-    path.t_forward(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view,
-                                        scratch);
+    path.t_forward(xp.view, w, bias ? b.cview() : CView<Cpu>{}, y.view, scratch);
     check_close(y.view, with_bias_act(pre, bias ? &b : nullptr, Act::None),
                 "conv_transpose2x2_forward");
     CHECK(y.outside_untouched());
@@ -544,8 +542,7 @@ void check_transpose_shape(const ConvPath& path, const Conv& cs, Rng& rng,
     copy_into(dy, dyp.view);
     const Tensor<Cpu> dw0 = random_tensor(ws, rng), db0 = random_tensor(db_ref.shape(), rng);
     Tensor<Cpu> dw = dw0, db = db0;
-    path.t_backward_params(xp.view, dyp.view, dw,
-                                                bias ? db.view() : View<Cpu>{}, scratch);
+    path.t_backward_params(xp.view, dyp.view, dw, bias ? db.view() : View<Cpu>{}, scratch);
     check_close(dw, plus(dw0, dw_ref), "conv_transpose2x2_backward_params dw");
     if (bias)
       check_close(db, plus(db0, db_ref), "conv_transpose2x2_backward_params db");
@@ -574,7 +571,7 @@ PATH_TEST_CASE("conv2d fast paths match the reference on large shapes") {
       {2, 24, 16, 10, 12, 3},
       {1, 5, 12, 7, 40, 3},
       // 1x1
-      {2, 16, 24, 32, 48, 1},    // planes read in place, several pixel blocks
+      {2, 16, 24, 32, 48, 1},    // packed 1x1 strips, several pixel blocks
       {2, 260, 20, 4, 8, 1},     // depth 260: two reduction blocks
       {2, 256, 136, 4, 8, 1},    // two L2 groups forward and backward; Cout >= 128 gradient
       {1, 200, 128, 32, 48, 1},  // Cout >= 128 gradient: column ranges x two pixel blocks
@@ -591,7 +588,7 @@ PATH_TEST_CASE("conv_transpose2x2 fast paths match the reference on large shapes
   Rng rng(12);
   Tensor<Cpu> scratch;
   const Conv shapes[] = {
-      {2, 48, 8, 20, 24, 2},  // planes in place, several pixel blocks
+      {2, 48, 8, 20, 24, 2},  // packed strips, several pixel blocks
       {2, 16, 8, 10, 12, 2},  // packed (120 pixels)
       {1, 260, 8, 4, 4, 2},   // depth 260: two reduction blocks
       {1, 256, 34, 4, 8, 2},  // 136 rows: two L2 groups

@@ -163,17 +163,18 @@ struct SrnnPath {
   decltype(&cpu::portable::srnn_backward) backward;
   decltype(&cpu::portable::srnn_detail::tanh_float) tanh;
 };
-#define UNETSRNN_TEST_PATH(ns, runs)                                                    \
-  SrnnPath {                                                                            \
-    #ns, runs, cpu::ns::srnn_forward, cpu::ns::srnn_backward, cpu::ns::srnn_detail::tanh_float \
+#define UNETSRNN_TEST_PATH(ns, runs)                                                           \
+  SrnnPath {                                                                                   \
+#ns, runs, cpu::ns::srnn_forward, cpu::ns::srnn_backward, cpu::ns::srnn_detail::tanh_float \
   }
 #if UNETSRNN_X86
 const SrnnPath kPaths[] = {UNETSRNN_TEST_PATH(portable, true),
                            UNETSRNN_TEST_PATH(avx2, cpu::isa_supported(cpu::Isa::Avx2)),
                            UNETSRNN_TEST_PATH(avx512, cpu::isa_supported(cpu::Isa::Avx512))};
 #else
-const SrnnPath kPaths[] = {UNETSRNN_TEST_PATH(portable, true), SrnnPath{"avx2", false},
-                           SrnnPath{"avx512", false}};
+const SrnnPath kPaths[] = {UNETSRNN_TEST_PATH(portable, true),
+                           SrnnPath{"avx2", false, nullptr, nullptr, nullptr},
+                           SrnnPath{"avx512", false, nullptr, nullptr, nullptr}};
 #endif
 #define PATH_TEST_CASE(title) UNETSRNN_PATH_TEST_CASE(SrnnPath, kPaths, 3, title)
 
@@ -266,8 +267,8 @@ PATH_TEST_CASE("srnn fast path matches the literal reference: rules x activation
           CHECK(dx_fast.outside_untouched());
         }
   }
-  MESSAGE(path.name, ": cases ", cases, ", worst relative error: y ", worst_y, ", dx ", worst_dx, ", dw ",
-          worst_dw);
+  MESSAGE(path.name, ": cases ", cases, ", worst relative error: y ", worst_y, ", dx ", worst_dx,
+          ", dw ", worst_dw);
 }
 
 PATH_TEST_CASE("srnn fast path matches the reference on a larger case that runs in parallel") {

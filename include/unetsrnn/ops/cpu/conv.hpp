@@ -12,21 +12,20 @@
 //                         its backward gathers the phases of dY (PhaseRows) into the same products.
 // On the SIMD paths one register-blocked kernel does the arithmetic (conv_kernels.hpp: tiles of
 // 6 x 16 on AVX2, 12 x 32 on AVX-512), A read in place through strides. B, the im2col of the
-// forward products, is never materialised: a 1x1 kernel reads X's planes in place, a k x k kernel
-// on rows of 16-multiple width reads shifted runs of a zero-bordered band of input rows (implicit
-// im2col), anything else is packed into 16-column strips. The weight gradients reduce over pixels,
-// so one operand is packed transposed (pack_transposed) and the other read in place (dY's planes,
-// or im2col(X) from a band); with at most 8 columns (Cout <= 8) they use a 12 x 8 tile instead,
-// which computes no padding columns. Products too thin for tiles (the 1x1 logit head) run as
-// axpys, and their weight gradient as dot products.
-// Threads: each op splits into independent units (pixel blocks of the images, or row/column ranges
-// of the weight gradient) run by one OpenMP loop, scheduled dynamically because the cores may be
-// shared (small loops: threads.hpp's static parallel_for). Each unit owns its outputs and sums in
-// a fixed order, so results do not depend on the thread count. Each thread works in its own slice
-// of the layer's scratch, and a loop without a team never enters a parallel region (libgomp would
-// allocate one): a warm call allocates nothing, on every path.
-// The blocking constants (kMaxDepth, kBlockPixels, kBandPixels, kL2Floats) assume 32 KiB of L1
-// and >= 512 KiB of L2 per core.
+// forward products, is never materialised: a k x k kernel on rows of 16-multiple width reads
+// shifted runs of a zero-bordered band of input rows (implicit im2col), anything else (1x1 kernels
+// included: their planes in place alias in the caches) is packed into 16-column strips. The weight
+// gradients reduce over pixels, so one operand is packed transposed (pack_transposed) and the other
+// read in place (dY's planes, or im2col(X) from a band); with at most 8 columns (Cout <= 8) they
+// use a 12 x 8 tile instead, which computes no padding columns. Products too thin for tiles (the
+// 1x1 logit head) run as axpys, and their weight gradient as dot products. Threads: each op splits
+// into independent units (pixel blocks of the images, or row/column ranges of the weight gradient)
+// run by one OpenMP loop, scheduled dynamically because the cores may be shared (small loops:
+// threads.hpp's static parallel_for). Each unit owns its outputs and sums in a fixed order, so
+// results do not depend on the thread count. Each thread works in its own slice of the layer's
+// scratch, and a loop without a team never enters a parallel region (libgomp would allocate one): a
+// warm call allocates nothing, on every path. The blocking constants (kMaxDepth, kBlockPixels,
+// kBandPixels, kL2Floats) assume 32 KiB of L1 and >= 512 KiB of L2 per core.
 #include <algorithm>
 #include <cstddef>
 
@@ -45,6 +44,7 @@ inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
 #define UNETSRNN_KERNELS_HEADER "unetsrnn/ops/cpu/conv_kernels.hpp"
 #define UNETSRNN_KERNELS_EMULATE 1  // the tiles differ by path: tests check AVX-512's on AVX2
 #include "unetsrnn/ops/cpu/foreach_isa.hpp"
+// After the kernels: the portable ops use the portable path's shared helpers.
 #include "unetsrnn/ops/cpu/conv_portable.hpp"
 
 namespace unetsrnn::cpu {

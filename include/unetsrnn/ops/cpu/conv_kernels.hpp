@@ -29,7 +29,7 @@ constexpr int kTileRows = 12;  // the tallest tile
 constexpr int kTileRows = 6;
 #endif
 constexpr int kShortRows = 4;
-constexpr int kTileCols = 2 * kLanes;       // columns of a full tile: 16, or 32 on AVX-512
+constexpr int kTileCols = 2 * kLanes;            // columns of a full tile: 16, or 32 on AVX-512
 constexpr int kTileStrips = kTileCols / kStrip;  // strips of B a full tile reads: 1 or 2
 
 // How a tile's accumulators start: at zero, at the bias, or at what the output already holds.
@@ -364,8 +364,7 @@ void product_tile(int depth, const float* const a[kTileRows], std::ptrdiff_t a_s
     std::size_t ld = tile.ldc;
     if (!full) {
       zero_floats(edge, Rows * Cols);
-      for (int r = 0; r < tile.rows; ++r)
-        copy_floats(edge + r * Cols, tile.c + r * ld, tile.cols);
+      for (int r = 0; r < tile.rows; ++r) copy_floats(edge + r * Cols, tile.c + r * ld, tile.cols);
       src = edge, ld = Cols;
     }
 #pragma GCC unroll 16
@@ -375,8 +374,8 @@ void product_tile(int depth, const float* const a[kTileRows], std::ptrdiff_t a_s
   } else {
 #pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r) {
-      const Vec init =
-          start == Start::Bias ? vbroadcast(bias + std::min(r, tile.rows - 1), Vec{}) : vzero(Vec{});
+      const Vec init = start == Start::Bias ? vbroadcast(bias + std::min(r, tile.rows - 1), Vec{})
+                                            : vzero(Vec{});
 #pragma GCC unroll 2
       for (int v = 0; v < Vecs; ++v) acc[r][v] = init;
     }
@@ -428,8 +427,7 @@ inline TileSpan tile_span(int s, int strips, int count_left, std::ptrdiff_t next
     return TileSpan{2, std::min(kStrip, count_left), kLanes};
   } else {
     const bool pair = s + 1 < strips;
-    return TileSpan{pair ? 2 : 1, std::min(pair ? kTileCols : kStrip, count_left),
-                    pair ? next : 0};
+    return TileSpan{pair ? 2 : 1, std::min(pair ? kTileCols : kStrip, count_left), pair ? next : 0};
   }
 }
 
@@ -546,8 +544,7 @@ void pack_transposed(int count, int depth, float* dst, float* rows8, Fill&& fill
     }
     float* strip = dst + static_cast<std::size_t>(g / width) * depth * width + g % width;
     int p = 0;
-    for (; p + 8 <= depth; p += 8)
-      transpose8x8<false>(rows8 + p, depth8, strip + p * width, width);
+    for (; p + 8 <= depth; p += 8) transpose8x8<false>(rows8 + p, depth8, strip + p * width, width);
     for (; p < depth; ++p)
       for (int t = 0; t < 8; ++t) strip[p * width + t] = rows8[t * depth8 + p];
   }
@@ -577,21 +574,6 @@ struct PackedB {
     return PackedStrip{pack + static_cast<std::size_t>(s) * kc * kStrip};
   }
   std::ptrdiff_t next(int) const { return static_cast<std::ptrdiff_t>(kc) * kStrip; }
-};
-
-// B of a 1x1 kernel: the input planes themselves, read in place (blocks of whole strips only).
-struct InPlaceB {
-  const float* image;
-  std::size_t plane;
-  PixelBlock blk;
-  const int* offsets;  // row j of a reduction block at j * plane (fill_offsets; shared)
-  const float* origin = nullptr;
-  static void fill_offsets(std::size_t plane, int depth, int* offsets) {
-    for (int j = 0; j < depth; ++j) offsets[j] = static_cast<int>(j * plane);
-  }
-  void prepare(int k0, int) { origin = image + k0 * plane + blk.p0; }
-  OffsetStrip strip(int s) const { return OffsetStrip{origin + s * kStrip, offsets}; }
-  std::ptrdiff_t next(int) const { return kStrip; }
 };
 
 // Copies channels [c0, c0 + channels) x image rows [i0 - k/2, i0 + rows + k/2) of an image into a
@@ -708,20 +690,20 @@ inline int band_rows(int images, int H, int W) {
   return (H + per_image - 1) / per_image;
 }
 
-// How convolve lays out B (im2col of its input), and what memory it needs.
-enum class Layout { InPlace, Band, Packed };
+// How convolve lays out B (im2col of its input), and what memory it needs. 1x1 kernels pack their
+// strips too, rather than read the input planes in place: in place, a strip's rows are whole
+// planes apart, strides that alias in the caches (the 40 x 48 and 80 x 96 planes of the SRNN skip
+// links put a strip's 256 rows in 8 and 2 of L1's 64 sets, and into few enough L2 sets that every
+// tile refetched them from L3): their 1x1 products from 4C channels ran at a third of the other
+// convolutions' rate. Packing costs one copy of each input value per M multiply-adds.
+enum class Layout { Band, Packed };
 struct ConvolvePlan {
   Layout layout;
   int block;                  // pixels per unit
   std::size_t shared_floats;  // the offset table, shared by all threads
   std::size_t thread_floats;  // per thread
   ConvolvePlan(int depth, int k, int N, int H, int W) {
-    const bool offsets_fit =  // the in-place offsets (row * plane) are ints
-        static_cast<long long>(depth_block(depth)) * H * W < (1LL << 31);
-    if (k == 1 && H * W % kStrip == 0 && offsets_fit) {
-      layout = Layout::InPlace, block = block_size(N, H, W);
-      shared_floats = depth_block(depth), thread_floats = 0;
-    } else if (W % kStrip == 0) {
+    if (k > 1 && W % kStrip == 0) {
       layout = Layout::Band, block = band_rows(N, H, W) * W;
       shared_floats = depth_block(depth, k * k);
       thread_floats = BandB::Geometry{W, k, block / W}.floats(depth);
@@ -739,25 +721,14 @@ inline void convolve(const ConvolvePlan& plan, const MatrixA& a, CView<Cpu> x, i
   const int N = x.shape.n, H = x.shape.h, W = x.shape.w, P = H * W;
   const std::size_t plane = x.shape.plane(), ldo = y.shape.plane();
   int* offsets = reinterpret_cast<int*>(shared);
-  switch (plan.layout) {
-    case Layout::InPlace:
-      InPlaceB::fill_offsets(plane, depth_block(a.depth), offsets);
-      for_each_pixel_block(N, P, W, plan.block, [&](int n, PixelBlock blk, int) {
-        InPlaceB b{x.image(n), plane, blk, offsets};
-        product_block(a, b, 1, blk, y.image(n) + blk.p0, ldo, ep);
-      });
-      return;
-    case Layout::Band: {
-      const BandB::Geometry g{W, k, plan.block / W};
-      g.fill_offsets(a.depth, offsets);
-      for_each_pixel_block(N, P, W, plan.block, [&](int n, PixelBlock blk, int t) {
-        BandB b{x.image(n), plane, H, g, blk, ws.per_thread(t), offsets};
-        product_block(a, b, k * k, blk, y.image(n) + blk.p0, ldo, ep);
-      });
-      return;
-    }
-    case Layout::Packed:
-      break;
+  if (plan.layout == Layout::Band) {
+    const BandB::Geometry g{W, k, plan.block / W};
+    g.fill_offsets(a.depth, offsets);
+    for_each_pixel_block(N, P, W, plan.block, [&](int n, PixelBlock blk, int t) {
+      BandB b{x.image(n), plane, H, g, blk, ws.per_thread(t), offsets};
+      product_block(a, b, k * k, blk, y.image(n) + blk.p0, ldo, ep);
+    });
+    return;
   }
   const std::size_t row_buf_at = static_cast<std::size_t>(depth_block(a.depth)) * kBlockPixels;
   for_each_pixel_block(N, P, W, plan.block, [&](int n, PixelBlock blk, int t) {
@@ -954,7 +925,9 @@ inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y
   convolve(plan, a, x, k, y, ep, ws.shared, ws);
 }
 
-// A 'same' convolution of dy with the flipped kernel (for a 1x1 kernel: the transposed one).
+// A 'same' convolution of dy with the flipped kernel (for a 1x1 kernel: the transposed one). The
+// flipped kernel is a copy with contiguous rows: a 1x1 kernel's W^T read in place would advance its
+// tiles' rows by Cin floats per step, one cache line per multiply-add row and all in a few sets.
 inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                                  Tensor<Cpu>& scratch) {
   const int k = w.shape.h, Cin = dx.shape.c, K = dy.shape.c * k * k;
@@ -962,14 +935,10 @@ inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool
   if (is_thin(k, MatrixA{w.data, 1, Cin, Cin, K}))
     return thin_product(MatrixA{w.data, 1, Cin, Cin, K}, dy, dx, ep);
   const ConvolvePlan plan(K, k, dy.shape.n, dy.shape.h, dy.shape.w);
-  const std::size_t flipped = k > 1 ? round_to_line(w.shape.size()) : 0;
+  const std::size_t flipped = round_to_line(w.shape.size());
   const Workspace ws = workspace(scratch, flipped + plan.shared_floats, plan.thread_floats);
-  MatrixA a{w.data, 1, Cin, Cin, K};  // k == 1: W^T
-  if (k > 1) {
-    flip_kernel(w, ws.shared);
-    a = MatrixA{ws.shared, K, 1, Cin, K};
-  }
-  convolve(plan, a, dy, k, dx, ep, ws.shared + flipped, ws);
+  flip_kernel(w, ws.shared);
+  convolve(plan, MatrixA{ws.shared, K, 1, Cin, K}, dy, k, dx, ep, ws.shared + flipped, ws);
 }
 
 // Two arrangements of dW += dY * im2col(X)^T, chosen by which packing costs less per
@@ -1020,26 +989,18 @@ inline void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, 
   const int Cin = x.shape.c, Cout = y.shape.c, H = x.shape.h, W = x.shape.w, P = H * W;
   const int rows4 = 4 * Cout, N = x.shape.n;
   const MatrixA a{w.data, 1, rows4, rows4, Cin};  // W^T: w is (Cin x 4 Cout)
-  // X read in place, or packed when its planes are not whole strips.
-  const bool in_place = ConvolvePlan(Cin, 1, N, H, W).layout == Layout::InPlace;
+  // X packed into strips, as a 1x1 convolution's (see ConvolvePlan).
   const std::size_t tile_floats = static_cast<std::size_t>(rows4) * kBlockPixels;
-  const std::size_t pack = round_to_line(in_place ? 0 : PackedB<Im2colRows>::floats(Cin));
-  const Workspace ws = workspace(scratch, in_place ? depth_block(Cin) : 0, pack + tile_floats);
-  int* offsets = reinterpret_cast<int*>(ws.shared);
-  if (in_place) InPlaceB::fill_offsets(x.shape.plane(), depth_block(Cin), offsets);
+  const std::size_t pack = round_to_line(PackedB<Im2colRows>::floats(Cin));
+  const Workspace ws = workspace(scratch, 0, pack + tile_floats);
   const std::size_t row_buf_at = static_cast<std::size_t>(depth_block(Cin)) * kBlockPixels;
   const Epilogue ep{Start::Zero, nullptr, false};
   for_each_pixel_block(N, P, W, block_size(N, H, W), [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
     float* tile = slice + pack;
-    if (in_place) {
-      InPlaceB bp{x.image(n), x.shape.plane(), blk, offsets};
-      product_block(a, bp, 1, blk, tile, kBlockPixels, ep);
-    } else {
-      PackedB<Im2colRows> bp{Im2colRows{x.image(n), x.shape.plane(), H, W, 1}, blk, slice,
-                             slice + row_buf_at};
-      product_block(a, bp, 1, blk, tile, kBlockPixels, ep);
-    }
+    PackedB<Im2colRows> bp{Im2colRows{x.image(n), x.shape.plane(), H, W, 1}, blk, slice,
+                           slice + row_buf_at};
+    product_block(a, bp, 1, blk, tile, kBlockPixels, ep);
     scatter_phases(tile, kBlockPixels, b.data, blk, W, y, n);
   });
 }

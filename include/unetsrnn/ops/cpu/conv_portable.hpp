@@ -55,8 +55,8 @@ void eigen_product(int M, int N, int K, const float* a, std::ptrdiff_t lda, cons
   float* pack_b = buffer + round_to_line(static_cast<std::size_t>(K) * kGemmRows);
   GemmBlocking blocking(pack_b, pack_a, N, M, K);
   Eigen::internal::general_matrix_matrix_product<Eigen::Index, float, AOrder, false, float, BOrder,
-                                                 false, Eigen::RowMajor, 1>::run(M, N, K, a, lda,
-                                                                                 b, ldb, c, 1, ldc,
+                                                 false, Eigen::RowMajor, 1>::run(M, N, K, a, lda, b,
+                                                                                 ldb, c, 1, ldc,
                                                                                  1.0f, blocking);
 }
 
@@ -113,16 +113,15 @@ struct PlanesInPlace {
 
 // Per thread: a packed B block (when packed) and Eigen's buffers.
 inline std::size_t product_floats(int depth, bool packed) {
-  return (packed ? round_to_line(static_cast<std::size_t>(depth_block(depth)) * kBlockPixels)
-                 : 0) +
+  return (packed ? round_to_line(static_cast<std::size_t>(depth_block(depth)) * kBlockPixels) : 0) +
          gemm_floats(depth_block(depth), kBlockPixels);
 }
 
 // out[m * ldo + t] for t < blk.count = epilogue of sum_k A[m][k] * B[k][p0 + t], by reduction
 // blocks of at most kMaxDepth rows; `buffer` holds gemm_floats.
 template <class B>
-void product_block(const MatrixA& a, const B& b, const PixelBlock& blk, float* out,
-                   std::size_t ldo, const Epilogue& ep, float* buffer) {
+void product_block(const MatrixA& a, const B& b, const PixelBlock& blk, float* out, std::size_t ldo,
+                   const Epilogue& ep, float* buffer) {
   if (ep.first != Start::Load)
     for (int m = 0; m < a.rows; ++m) {
       const float start = ep.first == Start::Bias ? ep.bias[m] : 0.0f;
@@ -223,8 +222,11 @@ inline void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, Vi
   } else {
     const int H = x.shape.h, W = x.shape.w;
     gradient_product(
-        dy, K, [&](int n) { return Im2colRows{x.image(n), x.shape.plane(), H, W, k}; }, dw.data,
-        static_cast<std::size_t>(K), scratch);
+        dy, K,
+        [&](int n) {
+          return Im2colRows{x.image(n), x.shape.plane(), H, W, k};
+        },
+        dw.data, static_cast<std::size_t>(K), scratch);
   }
   if (db.data) add_channel_sums(dy, db.data);
 }
@@ -255,8 +257,8 @@ inline void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cp
       round_to_line(static_cast<std::size_t>(depth_block(rows4)) * kBlockPixels);
   for_each_pixel_block(N, H * W, W, kBlockPixels, [&](int n, PixelBlock blk, int t) {
     float* slice = ws.per_thread(t);
-    product_block(a, PackedRows<PhaseRows>{PhaseRows{dy.image(n), dy.shape.plane(), W}, slice},
-                  blk, dx.image(n) + blk.p0, dx.shape.plane(), ep, slice + gemm_at);
+    product_block(a, PackedRows<PhaseRows>{PhaseRows{dy.image(n), dy.shape.plane(), W}, slice}, blk,
+                  dx.image(n) + blk.p0, dx.shape.plane(), ep, slice + gemm_at);
   });
 }
 
@@ -264,8 +266,11 @@ inline void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy, View<
                                               View<Cpu> db, Tensor<Cpu>& scratch) {
   const int rows4 = 4 * dy.shape.c, W = x.shape.w;
   gradient_product(
-      x, rows4, [&](int n) { return PhaseRows{dy.image(n), dy.shape.plane(), W}; }, dw.data,
-      static_cast<std::size_t>(rows4), scratch);
+      x, rows4,
+      [&](int n) {
+        return PhaseRows{dy.image(n), dy.shape.plane(), W};
+      },
+      dw.data, static_cast<std::size_t>(rows4), scratch);
   if (db.data) add_channel_sums(dy, db.data);
 }
 

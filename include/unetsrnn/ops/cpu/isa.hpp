@@ -71,9 +71,8 @@ inline Isa parse_isa(std::string_view name, const char* what) {
 namespace detail {
 inline void require_supported(Isa isa, const char* what) {
   if (!isa_supported(isa))
-    throw std::invalid_argument(std::string(what) + ": this CPU cannot run the " +
-                                isa_name(isa) + " path (best here: " + isa_name(best_isa()) +
-                                ")");
+    throw std::invalid_argument(std::string(what) + ": this CPU cannot run the " + isa_name(isa) +
+                                " path (best here: " + isa_name(best_isa()) + ")");
 }
 inline Isa initial_isa() {
   const char* env = std::getenv("UNETSRNN_CPU_ISA");
@@ -106,15 +105,15 @@ inline void set_isa(Isa isa) {
 
 // `return <path>::call;` for the active path: the body of every dispatched op.
 #if UNETSRNN_X86
-#define UNETSRNN_CPU_DISPATCH(call)                      \
-  switch (::unetsrnn::cpu::active_isa()) {               \
-    case ::unetsrnn::cpu::Isa::Avx512:                   \
-      return ::unetsrnn::cpu::avx512::call;              \
-    case ::unetsrnn::cpu::Isa::Avx2:                     \
-      return ::unetsrnn::cpu::avx2::call;                \
-    case ::unetsrnn::cpu::Isa::Portable:                 \
-      break;                                             \
-  }                                                      \
+#define UNETSRNN_CPU_DISPATCH(call)         \
+  switch (::unetsrnn::cpu::active_isa()) {  \
+    case ::unetsrnn::cpu::Isa::Avx512:      \
+      return ::unetsrnn::cpu::avx512::call; \
+    case ::unetsrnn::cpu::Isa::Avx2:        \
+      return ::unetsrnn::cpu::avx2::call;   \
+    case ::unetsrnn::cpu::Isa::Portable:    \
+      break;                                \
+  }                                         \
   return ::unetsrnn::cpu::portable::call
 #else
 #define UNETSRNN_CPU_DISPATCH(call) return ::unetsrnn::cpu::portable::call

@@ -132,8 +132,8 @@ inline void transpose8x8(const float* src, std::size_t lds, float* dst, std::siz
 }
 // d[t] = s[2 t] for t < 8 (reads s[0 .. 15]).
 inline void even8(const float* s, float* d) {
-  const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8),
-                                     _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 e =
+      _mm256_shuffle_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), _MM_SHUFFLE(2, 0, 2, 0));
   _mm256_storeu_ps(d, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
 }
 // d[2 t] = a[t] + bias, d[2 t + 1] = b[t] + bias for t < 8.

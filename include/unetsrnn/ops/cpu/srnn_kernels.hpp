@@ -7,7 +7,6 @@ namespace unetsrnn::cpu::UNETSRNN_ISA_NS {
 namespace srnn_detail {
 using Workspace = ::unetsrnn::cpu::srnn_detail::Workspace;
 
-
 // Rows of a plane in sweep order: row(t) holds the `width` values at sweep position t.
 template <class T>
 struct Lines {
@@ -620,7 +619,6 @@ double paper_linear_backward(In x, In dy, Out dx, bool accumulate, float w, int 
   }
 }
 
-
 // Nonlinear cases: step-by-step backpropagation over recomputed states (the forward keeps none).
 // Long sequences on large planes recompute them from checkpoints every S = ceil(sqrt(L)) steps, one
 // segment at a time: about 2 sqrt(L) planes of memory instead of L + 1, for one more pass.
@@ -631,9 +629,10 @@ double paper_steps_backward(In x, In dy, Out dx, bool accumulate, float w, int l
   const std::size_t P = static_cast<std::size_t>(T) * M;
   // All L + 1 states when they fit the budget (one recomputation pass), else checkpoints every
   // ceil(sqrt(L)) steps (two passes, ~2 sqrt(L) planes).
-  const int S = (static_cast<std::size_t>(length) + 1) * P <= ::unetsrnn::cpu::srnn_detail::paper_state_budget
-                    ? length
-                    : std::max(1, static_cast<int>(std::ceil(std::sqrt(double(length)))));
+  const int S =
+      (static_cast<std::size_t>(length) + 1) * P <= ::unetsrnn::cpu::srnn_detail::paper_state_budget
+          ? length
+          : std::max(1, static_cast<int>(std::ceil(std::sqrt(double(length)))));
   const int checkpoints = (length + S - 1) / S;  // states 0, S, 2S, ... (all < L)
   float* const cp = grow(ws.checkpoints, checkpoints * P);
   float* const seg = grow(ws.segment, (S + 1) * P);
@@ -764,7 +763,7 @@ void transpose_into(const float* src, int rows, int cols, float* dst) {
   for (int i0 = 0; i0 < full_rows; i0 += 8)
     for (int j0 = 0; j0 < full_cols; j0 += 8)
       transpose8x8<Accumulate>(src + static_cast<std::size_t>(i0) * cols + j0, cols,
-                                  dst + static_cast<std::size_t>(j0) * rows + i0, rows);
+                               dst + static_cast<std::size_t>(j0) * rows + i0, rows);
   for (int i = 0; i < rows; ++i)
     for (int j = i < full_rows ? full_cols : 0; j < cols; ++j) {
       float& d = dst[static_cast<std::size_t>(j) * rows + i];
@@ -801,11 +800,10 @@ template <class Body>
 void for_each_plane(SrnnCache<Cpu>& cache, const Shape& shape, Body&& body) {
   const std::size_t threads = static_cast<std::size_t>(max_threads());
   if (cache.workspaces.size() < threads) cache.workspaces.resize(threads);
-  parallel_for(static_cast<long long>(shape.n) * shape.c, worth_parallel(shape),
-               [&](long long item) {
-                 body(cache.workspaces[static_cast<std::size_t>(thread_id())],
-                      static_cast<int>(item));
-               });
+  parallel_for(
+      static_cast<long long>(shape.n) * shape.c, worth_parallel(shape), [&](long long item) {
+        body(cache.workspaces[static_cast<std::size_t>(thread_id())], static_cast<int>(item));
+      });
 }
 
 }  // namespace srnn_detail
