@@ -17,6 +17,6 @@ build=${BUILD_DIR:-build}
 # The fuzzers (tests/fuzz, built when clang is found) run UNETSRNN_FUZZ_SECONDS each.
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_WERROR=ON -DUNETSRNN_BUILD_TESTS=ON \
   -DUNETSRNN_BUILD_EXAMPLES=ON -DUNETSRNN_BUILD_BENCHMARKS=ON -DUNETSRNN_CUDA=ON -DUNETSRNN_NATIVE=OFF \
-  -DUNETSRNN_FUZZ_SECONDS="${UNETSRNN_FUZZ_SECONDS:-30}"
+  -DUNETSRNN_FUZZ_SECONDS="${UNETSRNN_FUZZ_SECONDS:-15}"
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure --no-tests=error -j 1
