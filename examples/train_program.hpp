@@ -54,10 +54,11 @@ inline cli::Parser train_parser() {
   p.option("--seed", "N", "seed of weights, split, batch order and augmentation", "1");
   p.option("--test-fraction", "F", "test part of each dataset", "0.1");
   p.option("--val-fraction", "F", "validation part carved from each training part", "0.1");
-  p.option("--folds", "K",
-           "k-fold cross-validation: K folds of each dataset (seeded), fold --fold is the test part; "
-           "0 = one random split by --test-fraction",
-           "0");
+  p.option(
+      "--folds", "K",
+      "k-fold cross-validation: K folds of each dataset (seeded), fold --fold is the test part; "
+      "0 = one random split by --test-fraction",
+      "0");
   p.option("--fold", "F", "which fold (0 .. K-1) is the test part when --folds K is given", "0");
   p.option("--schedule", "NAME",
            "plateau (ReduceLROnPlateau 0.8/3 on validation loss) | cosine (per epoch, --lr down "
@@ -169,10 +170,9 @@ int train_body(const cli::Parser& p) {
   }
 
   LoadedData data = load_datasets(dirs, data_options, root);
-  Split split =
-      folds >= 2
-          ? kfold_splits_datasets(data.counts, folds, o.seed, val_fraction)[static_cast<std::size_t>(fold)]
-          : split_datasets(data.counts, test_fraction, o.seed, val_fraction);
+  Split split = folds >= 2 ? kfold_splits_datasets(data.counts, folds, o.seed,
+                                                   val_fraction)[static_cast<std::size_t>(fold)]
+                           : split_datasets(data.counts, test_fraction, o.seed, val_fraction);
   o.fingerprint = std::move(data.fingerprint);
   o.fingerprint.add("test_fraction", test_fraction).add("val_fraction", val_fraction);
   if (root)

@@ -154,17 +154,22 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
   expect_failure(wrong, "unet2d_lw");
 }
 
-TEST_CASE("train --folds K --fold F tests fold F of each dataset; --schedule cosine anneals per epoch") {
+TEST_CASE(
+    "train --folds K --fold F tests fold F of each dataset; --schedule cosine anneals per epoch") {
   TempDir tmp("folds");
   make_dataset(tmp.path / "a", 10);
   make_dataset(tmp.path / "b", 6);
   const fs::path out = tmp.path / "run";
   auto args = [&](std::vector<std::string> extra) {
-    std::vector<std::string> a{"--data",   (tmp.path / "a").string(), "--data",
-                               (tmp.path / "b").string(), "--out", out.string(),
-                               "--height", "32",        "--width", "32",
-                               "--model",  "unet2d_lw", "--quiet", "--lr",
-                               "0.002",    "--min-lr",  "0.0004"};
+    std::vector<std::string> a{"--data",   (tmp.path / "a").string(),
+                               "--data",   (tmp.path / "b").string(),
+                               "--out",    out.string(),
+                               "--height", "32",
+                               "--width",  "32",
+                               "--model",  "unet2d_lw",
+                               "--quiet",  "--lr",
+                               "0.002",    "--min-lr",
+                               "0.0004"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
@@ -173,9 +178,9 @@ TEST_CASE("train --folds K --fold F tests fold F of each dataset; --schedule cos
   expect_failure(run("train", args({"--schedule", "step"}), tmp.path), "--schedule");
   CHECK(files_in(out).empty());
 
-  const Run r = run(
-      "train", args({"--folds", "2", "--fold", "1", "--epochs", "3", "--schedule", "cosine"}),
-      tmp.path);
+  const Run r =
+      run("train", args({"--folds", "2", "--fold", "1", "--epochs", "3", "--schedule", "cosine"}),
+          tmp.path);
   INFO("stdout: ", r.out, "\nstderr: ", r.err);
   REQUIRE(r.exit_code == 0);
   // Fold 1 of 2: 5 of the 10 images of a and 3 of the 6 of b are the test part.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
 #include "unetsrnn/data/synthetic.hpp"
 #include "unetsrnn/io/image.hpp"
 #include "unetsrnn/io/run_folder.hpp"
@@ -24,7 +25,6 @@
 #include "unetsrnn/models/factory.hpp"
 #include "unetsrnn/train/checkpoint.hpp"
 #include "unetsrnn/train/trainer.hpp"
-#include "test_support.hpp"
 
 using namespace unetsrnn;
 using namespace test_support;
@@ -251,11 +251,11 @@ TEST_CASE("JPEGs that would make stb 2.27 write out of bounds are refused before
   }
   // The same table after the image data of a scan (progressive JPEGs have tables between scans).
   const std::string late = jpeg.substr(0, jpeg.size() - 2) + dht + "\xff\xd9";
-  CHECK_THROWS_AS(decode_pixels(reinterpret_cast<const unsigned char*>(late.data()), late.size(),
-                                "late.jpg"),
-                  FormatError);
-  CHECK_NOTHROW(decode_pixels(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(),
-                              "fine.jpg"));
+  CHECK_THROWS_AS(
+      decode_pixels(reinterpret_cast<const unsigned char*>(late.data()), late.size(), "late.jpg"),
+      FormatError);
+  CHECK_NOTHROW(
+      decode_pixels(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), "fine.jpg"));
 }
 
 TEST_CASE("the pixel limit is checked from the header, before decoding") {
