@@ -14,6 +14,7 @@
 #include "cli.hpp"
 #include "common.hpp"
 #include "device.hpp"
+#include "shipped_model.hpp"
 
 namespace examples {
 
@@ -22,7 +23,10 @@ inline cli::Parser predict_parser() {
       "predict",
       "Segment an image file or every image in a folder. JPEGs are read in their EXIF "
       "orientation; every image of a folder is tried and the failures listed at the end.");
-  p.option("--weights", "FILE", "weights written by train (the model is read from the file)", "");
+  p.option("--weights", "FILE",
+           "weights written by train (the model is read from the file); default: the shipped "
+           "fingernail model models/crunet_res_lw-fingernails.weights (see models/README.md)",
+           "");
   p.option("--input", "PATH", "an image file or a folder of images", "");
   p.option("--out", "DIR", "where <file name>_mask.png and <file name>_overlay.png go", "");
   p.option("--height", "H", "size the model sees (multiple of 16)", "160");
@@ -94,16 +98,26 @@ template <class Dev>
 int predict_body(const cli::Parser& p) {
   namespace fs = std::filesystem;
   using namespace unetsrnn;
-  for (const char* required : {"--weights", "--input", "--out"})
+  for (const char* required : {"--input", "--out"})
     if (p.get(required).empty()) p.usage_error(std::string(required) + " is required");
+  std::string weights = p.get("--weights");
+  if (weights.empty()) {
+    std::string tried;
+    weights = find_shipped_weights(tried).string();
+    if (weights.empty())
+      p.usage_error(std::string("--weights is not given and the shipped model ") + kShippedWeights +
+                    " is not in any of: " + tried + " (set UNETSRNN_MODELS to its folder)");
+    std::fprintf(stderr, "predict: no --weights given: using the shipped model %s\n",
+                 weights.c_str());
+  }
   int h = 0, w = 0;
   target_size(p, h, w);
   const double threshold = p.get_double_in("--threshold", 0.0, 1.0, true, true);
   const DecodeOptions decode = decode_options(p);
   // Weights and inputs are checked before the output folder is made.
-  const WeightsHeader header = read_weights_header(p.get("--weights"));
+  const WeightsHeader header = read_weights_header(weights);
   auto model = make_model<Dev>(header.model_name);
-  load_weights(*model, p.get("--weights"));
+  load_weights(*model, weights);
 
   std::vector<fs::path> inputs;
   const fs::path input = p.get("--input");
