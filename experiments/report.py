@@ -7,6 +7,7 @@ comes from the results file.
   python3 experiments/report.py [--chart build/examples/chart] [--no-readme]
 """
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -23,6 +24,10 @@ OUT_MD = os.path.join(ROOT, "experiments", "RESULTS.md")
 CURVES = os.path.join(ROOT, "experiments", "curves")
 README = os.path.join(ROOT, "README.md")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# The shipped weights (issue 8): the final cell's product and its model card's generated part.
+SHIPPED = os.path.join(ROOT, "models", "crunet_res_lw-fingernails.weights")
+CARD = os.path.join(ROOT, "models", "README.md")
+CARD_BEGIN, CARD_END = "<!-- card:begin -->", "<!-- card:end -->"
 
 NAMES = {"unet2d_lw": "U-Net2D", "unet2d_res_hw": "U-Net2D-Res", "crunet_res_hw": "CR-UNet-Res HW",
          "crunet_res_lw": "CR-UNet-Res LW", "crunet_res_plain_lw": "CR-UNet-Res LW, plain skips",
@@ -149,6 +154,9 @@ def seed_section(rows):
     if missing:
         out.append("Not run yet: " + "; ".join(missing) + ".")
     return out, missing
+
+
+CV_FOLDS = 5
 
 
 def cv_groups(rows):
@@ -312,6 +320,48 @@ def write_chart(chart, name, series, title, ylabel, draw=True):
     return os.path.relpath(out, ROOT)
 
 
+def per_dataset_dice(folds):
+    """Mean per-image test Dice by dataset over the folds' test images (final weights)."""
+    by = {}
+    for r in folds:
+        for d, _, v in r.get("per_image_final", []):
+            by.setdefault(d, []).append(v)
+    return {d: (statistics.fmean(v), len(v)) for d, v in sorted(by.items())}
+
+
+def shipped_section(rows):
+    """The shipped model: the final cell, the cross-validated Dice of its protocol, the file."""
+    final = [r for r in rows if r["protocol"] == "final"]
+    if not final:
+        return ["### Shipped model", "", "Not trained yet."]
+    f = final[-1]
+    folds = list(cv_groups(rows).get((f["data"], f["loss"], f["model"]), {}).values())
+    out = ["### Shipped model", "",
+           f"`models/{os.path.basename(SHIPPED)}`: {NAMES.get(f['model'], f['model'])} "
+           f"(`{f['model']}`) trained on all {f['train_images']} shared pairs of "
+           f"{DATA[f['data']]} with the cross-validation protocol ({f['epochs_run']} epochs, "
+           f"{LOSS[f['loss']]}), {f['train_seconds'] / 60:.0f} min of training on {f['cpu']} "
+           f"({f['threads']} threads), finished {f['finished']}, train binary of commit "
+           f"{f['commit']}" + (" (resumed from its checkpoint: the epochs before the resume ran "
+                                "with an earlier binary, on a loaded machine)" if f["resumed"]
+                                else "") + "."]
+    if os.path.exists(SHIPPED):
+        with open(SHIPPED, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        out[-1] += f" SHA-256 `{digest}`, {os.path.getsize(SHIPPED):,} bytes."
+    else:
+        out[-1] += " The file is not in models/ yet."
+    if folds:
+        m, sd = mean_std([r["test_dice_final"] for r in folds])
+        per = per_dataset_dice(folds)
+        parts = ", ".join(f"{d}: {v:.4f} over {n} images" for d, (v, n) in per.items())
+        out += ["", f"Cross-validated test Dice of this protocol: {m:.4f} ± {sd:.4f} over "
+                f"{len(folds)} of {CV_FOLDS} folds (global Dice per fold at 0.5); mean per-image "
+                f"Dice by dataset: {parts}."]
+    out += ["", f"Command: `{f['command']}`"]
+    return out
+
+
 def provenance(rows):
     cpus = sorted({r["cpu"] for r in rows})
     commits = sorted({r["commit"] for r in rows})
@@ -335,8 +385,9 @@ def main():
         raise SystemExit("report.py: no results yet")
     curves = draw_curves(rows, a.chart, draw=not a.check)
     seed, _ = seed_section(rows)
+    shipped = shipped_section(rows)
     body = (provenance(rows) + [""] + seed + [""] + cv_section(rows) + [""] +
-            paired_section(rows) + [""] + time_to_target(rows) + [""])
+            paired_section(rows) + [""] + time_to_target(rows) + [""] + shipped + [""])
     if curves:
         body += ["Learning curves (validation Dice per epoch; numbers only, no image data):", ""]
         body += [f"![{os.path.basename(c)}]({c})" for c in curves] + [""]
@@ -350,22 +401,31 @@ def main():
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     readme = head + BEGIN + "\n" + "\n".join(body) + "\n" + END + tail
+    outputs = [("experiments/RESULTS.md", OUT_MD, results_md), ("README.md", README, readme)]
+    if os.path.exists(CARD):  # the model card's generated part (the rest is written by hand)
+        with open(CARD) as f:
+            card = f.read()
+        if CARD_BEGIN not in card or CARD_END not in card:
+            raise SystemExit(f"report.py: {CARD} lacks the markers {CARD_BEGIN} / {CARD_END}")
+        chead, crest = card.split(CARD_BEGIN, 1)
+        _, ctail = crest.split(CARD_END, 1)
+        card_lines = [line.replace("`models/", "`") for line in shipped[2:]]
+        outputs.append(("models/README.md", CARD,
+                        chead + CARD_BEGIN + "\n" + "\n".join(card_lines) + "\n" + CARD_END + ctail))
     if a.check:
-        stale = [name for name, path, want in (("experiments/RESULTS.md", OUT_MD, results_md),
-                                               ("README.md", README, readme))
+        stale = [name for name, path, want in outputs
                  if not os.path.exists(path) or open(path).read() != want]
         if stale:
             raise SystemExit("report.py: " + " and ".join(stale) + " differ from "
                              "experiments/results.jsonl; run python3 experiments/report.py")
         print("report.py: RESULTS.md and README.md match experiments/results.jsonl")
         return
-    with open(OUT_MD, "w") as f:
-        f.write(results_md)
-    print(f"wrote {os.path.relpath(OUT_MD, ROOT)}")
-    if not a.no_readme:
-        with open(README, "w") as f:
-            f.write(readme)
-        print("updated README.md")
+    for name, path, want in outputs:
+        if name == "README.md" and a.no_readme:
+            continue
+        with open(path, "w") as f:
+            f.write(want)
+        print(f"wrote {name}")
 
 
 if __name__ == "__main__":

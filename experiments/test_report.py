@@ -64,6 +64,22 @@ class Cells(unittest.TestCase):
         self.assertIn("**20** (of 220)", text)
         self.assertIn("1 of 16 cells", text)
 
+    def test_shipped_section_states_cross_validated_dice(self):
+        base = {"model": "crunet_res_lw", "data": "d12", "loss": "bce_dice", "cpu": "X",
+                "threads": 2, "commit": "abc", "resumed": False, "finished": "2026-12-01 10:00 UTC",
+                "command": "train --model crunet_res_lw"}
+        cv = [dict(base, protocol="cv", fold=f, test_dice_final=d,
+                   per_image_final=[["dataset1", f"a{f}", d + 0.1], ["dataset2", f"b{f}", d - 0.1]])
+              for f, d in ((0, 0.8), (1, 0.9))]
+        final = dict(base, protocol="final", train_images=220, epochs_run=40, train_seconds=600.0)
+        text = "\n".join(report.shipped_section(cv + [final]))
+        self.assertIn("0.8500 ± 0.0707 over 2 of 5 folds", text)
+        self.assertIn("dataset1: 0.9500 over 2 images", text)
+        self.assertIn("dataset2: 0.7500 over 2 images", text)
+        self.assertIn("all 220 shared pairs", text)
+        self.assertIn("`train --model crunet_res_lw`", text)
+        self.assertEqual(report.shipped_section(cv)[-1], "Not trained yet.")
+
 
 if __name__ == "__main__":
     unittest.main()
