@@ -373,6 +373,17 @@ def provenance(rows):
             "queue --plan all` re-runs the missing ones."]
 
 
+def replace_between(path, begin, end, lines):
+    """The text of `path` with what lies between its markers `begin` and `end` replaced by lines."""
+    with open(path) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        raise SystemExit(f"report.py: {path} lacks the markers {begin} / {end}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--chart", default=os.path.join(ROOT, "build", "examples", "chart"))
@@ -394,24 +405,12 @@ def main():
     # Image links are relative to the repository root (README); RESULTS.md sits in experiments/.
     results_md = ("# Fingernail results\n\n" +
                   "\n".join(line.replace("](experiments/", "](") for line in body))
-    with open(README) as f:
-        text = f.read()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"report.py: README.md lacks the markers {BEGIN} / {END}")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme = head + BEGIN + "\n" + "\n".join(body) + "\n" + END + tail
-    outputs = [("experiments/RESULTS.md", OUT_MD, results_md), ("README.md", README, readme)]
+    outputs = [("experiments/RESULTS.md", OUT_MD, results_md),
+               ("README.md", README, replace_between(README, BEGIN, END, body))]
     if os.path.exists(CARD):  # the model card's generated part (the rest is written by hand)
-        with open(CARD) as f:
-            card = f.read()
-        if CARD_BEGIN not in card or CARD_END not in card:
-            raise SystemExit(f"report.py: {CARD} lacks the markers {CARD_BEGIN} / {CARD_END}")
-        chead, crest = card.split(CARD_BEGIN, 1)
-        _, ctail = crest.split(CARD_END, 1)
         card_lines = [line.replace("`models/", "`") for line in shipped[2:]]
         outputs.append(("models/README.md", CARD,
-                        chead + CARD_BEGIN + "\n" + "\n".join(card_lines) + "\n" + CARD_END + ctail))
+                        replace_between(CARD, CARD_BEGIN, CARD_END, card_lines)))
     if a.check:
         stale = [name for name, path, want in outputs
                  if not os.path.exists(path) or open(path).read() != want]
