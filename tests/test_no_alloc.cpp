@@ -1,4 +1,5 @@
-// A warm training step (zero_grad, forward, backward, Adam) must not touch the heap: every op
+// A warm training step (zero_grad, forward, backward, Adam; data parallel also the gradient sums
+// overlapping the backward pass) must not touch the heap: every op
 // reuses the workspaces it grew on the first step. This executable interposes the C allocator
 // (malloc and friends, which operator new and std::aligned_alloc go through) and counts the calls
 // made while a step runs.
@@ -7,10 +8,12 @@
 
 #include <atomic>
 #include <cstddef>
+#include <unetsrnn/train/communicator.hpp>
 #include <unetsrnn/train/optim.hpp>
 #include <unetsrnn/unetsrnn.hpp>
 
 #include "random_tensors.hpp"
+#include "recording_communicator.hpp"
 
 extern "C" {
 void* __libc_malloc(std::size_t);
@@ -59,15 +62,28 @@ using namespace unetsrnn;
 
 namespace {
 
-// Allocations made by one training step of `model` on x, after `warm` steps.
-long allocations_in_step(AnyModel<Cpu>& model, const Tensor<>& x, const Tensor<>& dlogits) {
+// Allocations made by one training step of `model` on x, after two warm steps. Data parallel
+// (`comm`): the backward pass reports to a GradientReducer, which sums the gradients over the
+// recording communicator's two ranks, buckets starting during the pass (the Trainer's step).
+long allocations_in_step(AnyModel<Cpu>& model, const Tensor<>& x, const Tensor<>& dlogits,
+                         testing::RecordingCommunicator* comm = nullptr) {
   model.init(7);
   ParamList<Cpu> params = model.parameters();
   Adam<Cpu> adam;
+  GradientReducer<Cpu> reducer(std::size_t{1} << 15);
+  if (comm) comm->events.reserve(4096);
   auto step = [&] {
     adam.zero_grad(params);
     model.forward(x);
-    model.backward(dlogits);
+    if (comm) {
+      comm->clear();
+      reducer.begin(*comm, params);
+      model.backward(dlogits, reducer);
+      reducer.finish();
+      REQUIRE(reducer.buckets_started_early() > 0);
+    } else {
+      model.backward(dlogits);
+    }
     adam.step(params);
   };
   step();
@@ -105,6 +121,8 @@ void check_every_model(cpu::Isa isa) {
     CAPTURE(name);
     auto model = make_model(name);
     CHECK(allocations_in_step(*model, x, dlogits) == 0);
+    testing::RecordingCommunicator two_ranks(2);
+    CHECK(allocations_in_step(*model, x, dlogits, &two_ranks) == 0);
   }
   cpu::set_isa(saved);
 }

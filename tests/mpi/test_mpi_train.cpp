@@ -1,6 +1,7 @@
 // Data-parallel training over MPI against one process. Run under mpirun (tests/CMakeLists.txt):
 //   mpirun -np 2 test_mpi_train            the checks below; exit 0 when all pass
 //   test_mpi_train --write-data DIR N H W   writes N synthetic pairs (for the CLI tests)
+//   test_mpi_train --funneled | --hang-in-gradient-sum   see watchdog_test.sh
 // Checks, on the library's synthetic data (32 x 32, unet2d_lw, global batch 4, 20 steps, one
 // thread per rank):
 //   1. sharded validation metrics equal the one-process ones exactly (counts and loss);
@@ -8,12 +9,16 @@
 //      the same global batch within float tolerance (the sums are grouped differently);
 //   3. a second identical distributed run is bit-identical;
 //   4. a run whose buckets are smaller than most parameters (many buckets, parameters split across
-//      them) gives bit-identical weights too (the packing is exact; MPI sums elementwise).
+//      them) gives bit-identical weights too (the packing is exact; MPI sums elementwise);
+//   5. the gradient sums overlapped with the backward pass (GradientReducer as the pass's
+//      GradientReadyHook) equal the sums after the pass bit for bit, every bucket started during
+//      the pass.
 #include <unistd.h>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <unetsrnn/data/synthetic.hpp>
 #include <unetsrnn/dist/mpi.hpp>
@@ -76,6 +81,46 @@ bool bit_identical(const RunResult& a, const RunResult& b) {
   return a.step_losses == b.step_losses && a.weights == b.weights;
 }
 
+// MPI initialised by the program with MPI_THREAD_FUNNELED: the communicator, whose communication
+// thread needs MPI_THREAD_SERIALIZED, must refuse it saying so. Exit 0 when it does.
+int refuses_funneled_mpi() {
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  int status = 1;
+  if (provided >= MPI_THREAD_SERIALIZED) {
+    std::printf("MPI granted more than MPI_THREAD_FUNNELED: nothing to check\n");
+    status = 0;
+  } else {
+    try {
+      MpiCommunicator comm;
+      std::printf("FAIL: MpiCommunicator accepted MPI_THREAD_FUNNELED\n");
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      std::printf("refused: %s\n", what.c_str());
+      if (what.find("MPI_THREAD_FUNNELED") != std::string::npos &&
+          what.find("MPI_THREAD_SERIALIZED") != std::string::npos)
+        status = 0;
+    }
+  }
+  MPI_Finalize();
+  return status;
+}
+
+// Rank 1 stops answering while rank 0 waits for a gradient sum (on the communication thread):
+// rank 0 must abort the job at the deadline. Returns only when it does not.
+int hang_in_gradient_sum() {
+  MpiCommunicator comm;
+  if (comm.rank() != 0) {
+    ::sleep(120);  // no MPI call: a hung rank
+    return 1;
+  }
+  std::vector<float> g(1000, 1.0f);
+  comm.start_sum(g.data(), g.size());
+  comm.wait_all();
+  std::printf("FAIL: the gradient sum completed without rank 1\n");
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,6 +128,8 @@ int main(int argc, char** argv) {
     write_synthetic(argv[2], std::stoul(argv[3]), std::stoi(argv[4]), std::stoi(argv[5]), 11);
     return 0;
   }
+  if (argc == 2 && std::string(argv[1]) == "--funneled") return refuses_funneled_mpi();
+  if (argc == 2 && std::string(argv[1]) == "--hang-in-gradient-sum") return hang_in_gradient_sum();
   MpiCommunicator comm;
   rank_id = comm.rank();
   if (comm.size() < 2) {
@@ -156,6 +203,43 @@ int main(int argc, char** argv) {
   check(small.buckets > 10,
         "small buckets: " + std::to_string(small.buckets) + " buckets per step");
   check(bit_identical(dist, small), "bucket size does not change the result");
+
+  // 5. The overlapped reduction (buckets started from the backward pass's reports, summed by the
+  //    communication thread while the pass goes on) against the one after the pass: same bits.
+  {
+    auto model = make_model<Cpu>("crunet_res_lw");
+    model->init(2);
+    ParamList<Cpu> params = model->parameters();
+    Tensor<Cpu> x(Shape{1, 3, 32, 32}), dlogits(Shape{1, 1, 32, 32});
+    Rng rng(40 + static_cast<std::uint64_t>(rank_id));  // another gradient on every rank
+    for (float& v : x) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+    for (float& v : dlogits) v = static_cast<float>(rng.uniform(-1e-2, 1e-2));
+    auto gradients = [&](bool overlap) {
+      GradientReducer<Cpu> reducer(4096);
+      model->zero_grad();
+      model->forward(x.cview());
+      if (overlap) {
+        reducer.begin(comm, params);
+        model->backward(dlogits.cview(), reducer);
+        reducer.finish();
+        check(reducer.buckets_started_early() == reducer.buckets() && reducer.buckets() > 10,
+              "overlap: " + std::to_string(reducer.buckets_started_early()) + " of " +
+                  std::to_string(reducer.buckets()) + " buckets started during the backward pass");
+      } else {
+        model->backward(dlogits.cview());
+        reducer.reduce(comm, params);
+      }
+      std::vector<std::vector<float>> g;
+      for (auto& p : params) g.emplace_back(p.param->grad.begin(), p.param->grad.end());
+      return g;
+    };
+    const auto after = gradients(false);
+    const auto overlapped = gradients(true);
+    check(after == overlapped,
+          "overlapped and after-the-pass reductions give the same bits (MPI thread level " +
+              std::string(comm.thread_level() == MPI_THREAD_MULTIPLE ? "MULTIPLE" : "SERIALIZED") +
+              ")");
+  }
 
   // Rank 0 alone wrote files.
   check(rank_id != 0 || fs::exists(dir / "dist" / "result.json"), "rank 0 wrote result.json");

@@ -3,22 +3,24 @@
 // .cu sources that include <unetsrnn/cuda.hpp>; link unetsrnn::mpi, CUDA and libnccl.
 //
 // Rank r of an MPI job uses GPU (local rank) % (GPUs on its machine); rank 0 creates the NCCL id
-// and MPI broadcasts it. Gradient buckets are summed in place on the device with ncclAllReduce on
-// the default stream (after the backward kernels that wrote them, before the Adam kernels that
-// read them); NCCL's reduction order is fixed for a fixed communicator and message size. Host
-// sums (losses, metric counts) and the barrier go through MPI. Waits poll with the MPI
-// transport's deadline; on timeout or an asynchronous NCCL error the communicator is aborted and
-// the job ended.
+// and MPI broadcasts it. Gradient buckets are summed in place on the device by ncclAllReduce on a
+// side stream of their own (non-blocking, so that it runs beside the default stream's kernels):
+// each start_sum() records an event on the default stream, after the backward kernels and the
+// packing copy that wrote the bucket, and the side stream waits for it, so the sums run while the
+// default stream goes on with the backward pass. wait_all() waits for the side stream, before the
+// default stream unpacks the sums for the Adam kernels. NCCL's reduction order is fixed for a fixed
+// communicator and message size. Host sums (losses, metric counts) and the barrier go through MPI.
+// Waits poll with the MPI transport's deadline (dist/deadline.hpp); on timeout or an asynchronous
+// NCCL error the communicator is aborted and the job ended.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 #include "unetsrnn/core/device.hpp"
 #include "unetsrnn/core/error.hpp"
+#include "unetsrnn/dist/deadline.hpp"
 #include "unetsrnn/dist/mpi.hpp"
 #include "unetsrnn/train/communicator.hpp"
 
@@ -26,7 +28,7 @@ namespace unetsrnn {
 
 class NcclCommunicator final : public Communicator<Cuda> {
  public:
-  explicit NcclCommunicator(double timeout_seconds = MpiCommunicator::default_timeout())
+  explicit NcclCommunicator(double timeout_seconds = transport_timeout())
       : mpi_(timeout_seconds), timeout_(timeout_seconds) {
     int gpus = 0;
     check_cuda(cudaGetDeviceCount(&gpus), "cudaGetDeviceCount");
@@ -36,11 +38,16 @@ class NcclCommunicator final : public Communicator<Cuda> {
     if (mpi_.rank() == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     check_nccl(ncclCommInitRank(&comm_, mpi_.size(), id, mpi_.rank()), "ncclCommInitRank");
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check_cuda(cudaEventCreateWithFlags(&packed_, cudaEventDisableTiming), "cudaEventCreate");
   }
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
   ~NcclCommunicator() override {
+    if (pending_) (void)cudaStreamSynchronize(stream_);
     if (comm_) (void)ncclCommDestroy(comm_);
+    if (packed_) (void)cudaEventDestroy(packed_);
+    if (stream_) (void)cudaStreamDestroy(stream_);
   }
 
   int rank() const override { return mpi_.rank(); }
@@ -48,30 +55,32 @@ class NcclCommunicator final : public Communicator<Cuda> {
 
   void start_sum(float* device_data, std::size_t count) override {
     if (count == 0) return;
-    check_nccl(ncclAllReduce(device_data, device_data, count, ncclFloat32, ncclSum, comm_,
-                             cudaStreamLegacy),
+    // The side stream starts the sum once the default stream has written the bucket.
+    check_cuda(cudaEventRecord(packed_, cudaStreamLegacy), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, packed_, 0), "cudaStreamWaitEvent");
+    check_nccl(ncclAllReduce(device_data, device_data, count, ncclFloat32, ncclSum, comm_, stream_),
                "ncclAllReduce");
     pending_ = true;
   }
+  // Returns when the side stream has summed every bucket: what the default stream queues next
+  // (unpacking the sums) runs after them.
   void wait_all() override {
     if (!pending_) return;
     pending_ = false;
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              std::chrono::duration<double>(timeout_));
-    auto pause = std::chrono::microseconds(1);
-    for (;;) {
-      const cudaError_t status = cudaStreamQuery(cudaStreamLegacy);
-      if (status == cudaSuccess) return;
-      if (status != cudaErrorNotReady) check_cuda(status, "gradient all-reduce (NCCL)");
-      ncclResult_t async = ncclSuccess;
-      (void)ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess) fail_job(ncclGetErrorString(async));
-      if (std::chrono::steady_clock::now() > deadline)
-        fail_job("no answer before the deadline (a rank died or hangs; UNETSRNN_MPI_TIMEOUT)");
-      std::this_thread::sleep_for(pause);
-      if (pause < std::chrono::microseconds(1000)) pause *= 2;
-    }
+    poll_until(
+        [&] {
+          const cudaError_t status = cudaStreamQuery(stream_);
+          if (status == cudaSuccess) return true;
+          if (status != cudaErrorNotReady) check_cuda(status, "gradient all-reduce (NCCL)");
+          ncclResult_t async = ncclSuccess;
+          (void)ncclCommGetAsyncError(comm_, &async);
+          if (async != ncclSuccess) fail_job(ncclGetErrorString(async));
+          return false;
+        },
+        timeout_,
+        [&] {
+          fail_job("no answer before the deadline (a rank died or hangs; UNETSRNN_MPI_TIMEOUT)");
+        });
   }
   void sum_host(double* data, std::size_t count) override { mpi_.sum_host(data, count); }
   void barrier() override { mpi_.barrier(); }
@@ -106,6 +115,8 @@ class NcclCommunicator final : public Communicator<Cuda> {
   MpiCommunicator mpi_;
   double timeout_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the sums
+  cudaEvent_t packed_ = nullptr;   // recorded after a bucket is written, on the default stream
   bool pending_ = false;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // Trainable parameters and their initialisers.
 #include <cmath>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,25 @@ template <class Dev>
 void zero_grad(ParamList<Dev>& list) {
   for (auto& p : list) ops::fill<Dev>(p.param->grad.view(), 0.0f);  // threaded
 }
+
+// Told during a backward pass which parameters hold their final gradients: [first, first + count)
+// of the model's parameters() list, reported once each, in the order the pass finishes them (a
+// UNet: after each of its parts). Data-parallel training starts summing those over the ranks while
+// the rest of the pass runs (GradientReducer, train/communicator.hpp).
+class GradientReadyHook {
+ public:
+  virtual void gradients_ready(std::size_t first, std::size_t count) = 0;
+
+ protected:
+  ~GradientReadyHook() = default;
+};
+// The same as a callable, for a model's templated backward(dlogits, ready).
+struct CallGradientReadyHook {
+  GradientReadyHook* hook;
+  void operator()(std::size_t first, std::size_t count) const {
+    hook->gradients_ready(first, count);
+  }
+};
 
 inline std::string join_name(const std::string& prefix, const char* name) {
   return prefix.empty() ? std::string(name) : prefix + "." + name;

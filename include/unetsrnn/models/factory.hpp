@@ -26,6 +26,13 @@ class AnyModel {
   virtual void init(std::uint64_t seed) = 0;
   virtual CView<Dev> forward(CView<Dev> x) = 0;   // logits (N, 1, H, W)
   virtual void backward(CView<Dev> dlogits) = 0;  // parameter gradients +=
+  // The same, telling `ready` which parameters' gradients are final as the pass goes (see
+  // GradientReadyHook). A model that cannot tell reports nothing: its gradients are all final
+  // when this returns.
+  virtual void backward(CView<Dev> dlogits, GradientReadyHook& ready) {
+    (void)ready;
+    backward(dlogits);
+  }
   std::size_t parameter_count() { return count_parameters(parameters()); }
   void zero_grad() {
     ParamList<Dev> list = parameters();
@@ -41,6 +48,12 @@ class ModelAdapter final : public AnyModel<Dev> {
   void init(std::uint64_t seed) override { model.init(seed); }
   CView<Dev> forward(CView<Dev> x) override { return model.forward(x); }
   void backward(CView<Dev> dlogits) override { model.backward(dlogits); }
+  void backward(CView<Dev> dlogits, GradientReadyHook& ready) override {
+    if constexpr (requires(CallGradientReadyHook call) { model.backward(dlogits, call); })
+      model.backward(dlogits, CallGradientReadyHook{&ready});
+    else
+      model.backward(dlogits);
+  }
   Model model;
 };
 

@@ -19,6 +19,7 @@
 // then the skip links that have parameters, from the deepest (skip3, skip2, ...), then
 // decD-1..dec1, then out; init() draws them in that order.
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -279,43 +280,79 @@ class UNet<LevelBlock, Widths<W...>, Skips<S...>, Options, Dev> {
 
   // Parameter gradients += those of loss(forward(x)) given dlogits = d loss / d logits.
   void backward(CView<Dev> dlogits) {
+    backward(dlogits, [](std::size_t, std::size_t) {});
+  }
+  // The same, calling ready(first, count) as soon as parameters [first, first + count) of
+  // parameters() hold their final gradients: after out, after each decoder level and its skip
+  // link (from the top), after each encoder level (from the bottom). The gradients are the same
+  // bits; data-parallel training sums the finished ones while the rest of the pass runs.
+  template <class Ready>
+  requires std::invocable<Ready&, std::size_t, std::size_t>
+  void backward(CView<Dev> dlogits, Ready&& ready) {
+    auto finished = [&](const Range& r) {
+      if (r.count) ready(r.first, r.count);
+    };
     ops::copy<Dev>(dlogits, head_.grad_to_overwrite());
     head_.backward(std::get<0>(dec_).grad(), true);
+    finished(head_params_);
     unet_detail::static_for<depth - 1>([&](auto l) {  // decoder levels, from the top
       auto& dec = std::get<l>(dec_);
       if constexpr (l + 2 < depth)
         dec.backward(std::get<l + 1>(dec_).grad(), true);
       else
         dec.backward(std::get<depth - 1>(enc_).grad(), true);
+      finished(dec_params_[l]);
       std::get<l>(links_).backward(dec.skip_slot_grad(), std::get<l>(enc_));
+      finished(link_params_[l]);
     });
     unet_detail::static_for<depth - 1>([&](auto k) {  // encoder levels, from the bottom
       constexpr std::size_t l = depth - 1 - k;
       dpooled_[l - 1].resize(pooled_shape_[l - 1]);
       std::get<l>(enc_).backward(dpooled_[l - 1], false);
+      finished(enc_params_[l]);
       pools_[l - 1].backward(dpooled_[l - 1], std::get<l - 1>(enc_).grad(), true);
     });
     std::get<0>(enc_).backward(View<Dev>{}, false);  // the image needs no gradient
+    finished(enc_params_[0]);
   }
 
   void collect(ParamList<Dev>& list) {
-    unet_detail::static_for<depth>(
-        [&](auto l) { std::get<l>(enc_).collect(list, "enc" + std::to_string(l + 1)); });
-    unet_detail::static_for<depth - 1>([&](auto k) {
-      constexpr std::size_t l = depth - 2 - k;
-      std::get<l>(links_).collect(list, "skip" + std::to_string(l + 1));
-    });
-    unet_detail::static_for<depth - 1>([&](auto k) {
-      constexpr std::size_t l = depth - 2 - k;
-      std::get<l>(dec_).collect(list, "dec" + std::to_string(l + 1));
-    });
-    head_.collect(list, "out");
+    for_each_part([&](auto& part, const std::string& name, Range&) { part.collect(list, name); });
   }
 
  private:
+  // Where a part's parameters lie in parameters().
+  struct Range {
+    std::size_t first = 0, count = 0;
+  };
+
   template <std::size_t... E, std::size_t... L>
   UNet(std::index_sequence<E...>, std::index_sequence<L...>)
-      : enc_(((void)E, Options.encoder_init)...), dec_(((void)L, Options.decoder_init)...) {}
+      : enc_(((void)E, Options.encoder_init)...), dec_(((void)L, Options.decoder_init)...) {
+    ParamList<Dev> list;
+    for_each_part([&](auto& part, const std::string& name, Range& range) {
+      range.first = list.size();
+      part.collect(list, name);
+      range.count = list.size() - range.first;
+    });
+  }
+
+  // Calls f(part, name, its Range) in parameter order: enc1..encD, the skip links from the
+  // deepest, decD-1..dec1, out.
+  template <class F>
+  void for_each_part(F&& f) {
+    unet_detail::static_for<depth>(
+        [&](auto l) { f(std::get<l>(enc_), "enc" + std::to_string(l + 1), enc_params_[l]); });
+    unet_detail::static_for<depth - 1>([&](auto k) {
+      constexpr std::size_t l = depth - 2 - k;
+      f(std::get<l>(links_), "skip" + std::to_string(l + 1), link_params_[l]);
+    });
+    unet_detail::static_for<depth - 1>([&](auto k) {
+      constexpr std::size_t l = depth - 2 - k;
+      f(std::get<l>(dec_), "dec" + std::to_string(l + 1), dec_params_[l]);
+    });
+    f(head_, std::string("out"), head_params_);
+  }
 
   void check_input(CView<Dev> x) const {
     constexpr int multiple = 1 << (depth - 1);
@@ -352,6 +389,9 @@ class UNet<LevelBlock, Widths<W...>, Skips<S...>, Options, Dev> {
   std::array<MaxPool2<Dev>, depth - 1> pools_;
   std::array<Shape, depth - 1> pooled_shape_{};
   std::array<Tensor<Dev>, depth - 1> pooled_, dpooled_;
+  std::array<Range, depth> enc_params_{};
+  std::array<Range, depth - 1> link_params_{}, dec_params_{};
+  Range head_params_{};
 };
 
 }  // namespace unetsrnn

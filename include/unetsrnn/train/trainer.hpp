@@ -20,7 +20,8 @@
 // global batches (same order, same augmentation: functions of the seed, no communication), keeps
 // its contiguous share of each, and scales its logit gradient by share / batch, so that the sum of
 // the ranks' gradients is the one-process batch gradient (every loss is a mean over images). The
-// gradients are summed in buckets (GradientReducer), then every rank takes the same Adam step.
+// gradients are summed in buckets (GradientReducer), each started as soon as the backward pass has
+// finished its parameters, then every rank takes the same Adam step.
 // Validation and test metrics are computed on shards (whole batches, round robin) and summed, so
 // they equal the one-process numbers. Rank 0 alone writes files; every rank reads a checkpoint.
 // Safety: the output folder is locked for the run (RunFolder: a second writer fails at once), the
@@ -182,14 +183,14 @@ class HostStaging {
       return logits_.cview();
     }
   }
-  // Backward pass from logit gradients held on the host.
-  template <class Model>
-  void backward(Model& model, const Tensor<Cpu>& dlogits) {
+  // Backward pass from logit gradients held on the host, telling `ready` which gradients are
+  // final as it goes (AnyModel::backward).
+  void backward(AnyModel<Dev>& model, const Tensor<Cpu>& dlogits, GradientReadyHook& ready) {
     if constexpr (std::is_same_v<Dev, Cpu>) {
-      model.backward(dlogits.cview());
+      model.backward(dlogits.cview(), ready);
     } else {
       dlogits_.copy_from_host(dlogits);
-      model.backward(dlogits_.cview());
+      model.backward(dlogits_.cview(), ready);
     }
   }
 
@@ -548,8 +549,11 @@ class Trainer {
                                 !logits_finite ? "non-finite logits" : "a non-finite loss",
                                 " (loss ", loss, ")"));
       if (share > 0.0) dice.add_logits(logits, b.masks);
-      staging_.backward(model_, dlogits_);
-      reducer_.reduce(*comm_, params_);
+      // The gradient sums start during the backward pass, as it finishes each bucket's
+      // parameters, and are complete before the step.
+      reducer_.begin(*comm_, params_);
+      staging_.backward(model_, dlogits_, reducer_);
+      reducer_.finish();
       optimizer_.step(params_);
       if (on_step) on_step(TrainStep{epoch, b.number, optimizer_.iterations(), n, loss});
       loss_sum += loss * n;
