@@ -26,7 +26,12 @@
 #define UNETSRNN_SOURCE_DIR "."
 #endif
 
+#include "test_support.hpp"
+
 using namespace unetsrnn;
+using test_support::error_of;
+using test_support::slurp;
+using test_support::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
@@ -75,26 +80,6 @@ Image box_mask(int h, int w, int y0, int y1, int x0, int x1) {
   for (int y = y0; y < y1; ++y)
     for (int x = x0; x < x1; ++x) m.at(y, x, 0) = 1.0f;
   return m;
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 DatasetOptions small(MaskMode mode = MaskMode::Auto) {
@@ -653,7 +638,7 @@ TEST_CASE("splits: write_split / read_split round trip") {
   }
   const Split split = split_datasets({4, 3}, 0.25, 9, 0.3);
   write_split(dir / "split.txt", split, samples, "seed 9\nD1+D2");
-  const std::string text = read_bytes(dir / "split.txt");
+  const std::string text = slurp(dir / "split.txt");
   CHECK(text.find("# seed 9") != std::string::npos);
   CHECK(text.find("dataset 2\timg 5.png") != std::string::npos);
   const std::vector<SplitEntry> entries = read_split(dir / "split.txt");
