@@ -3,8 +3,10 @@
 #include "demo_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::demo_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("demo", examples::Program::Demo, p,
-                                 [&] { return examples::demo_body<unetsrnn::Cpu>(p); });
+  examples::DemoArgs args;
+  app::Command command("demo", examples::kDemoSummary);
+  examples::add_demo_options(command, args);
+  command.parse(argc, argv);
+  return examples::run_on_device("demo", args,
+                                 [&] { return examples::demo_body<unetsrnn::Cpu>(args); });
 }

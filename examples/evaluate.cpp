@@ -2,8 +2,10 @@
 #include "evaluate_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::evaluate_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("evaluate", examples::Program::Evaluate, p,
-                                 [&] { return examples::evaluate_body<unetsrnn::Cpu>(p); });
+  examples::EvaluateArgs args;
+  app::Command command("evaluate", examples::kEvaluateSummary);
+  examples::add_evaluate_options(command, args);
+  command.parse(argc, argv);
+  return examples::run_on_device("evaluate", args,
+                                 [&] { return examples::evaluate_body<unetsrnn::Cpu>(args); });
 }

@@ -2,8 +2,10 @@
 #include "predict_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::predict_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("predict", examples::Program::Predict, p,
-                                 [&] { return examples::predict_body<unetsrnn::Cpu>(p); });
+  examples::PredictArgs args;
+  app::Command command("predict", examples::kPredictSummary);
+  examples::add_predict_options(command, args);
+  command.parse(argc, argv);
+  return examples::run_on_device("predict", args,
+                                 [&] { return examples::predict_body<unetsrnn::Cpu>(args); });
 }

@@ -2,8 +2,10 @@
 #include "train_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::train_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("train", examples::Program::Train, p,
-                                 [&] { return examples::train_body<unetsrnn::Cpu>(p); });
+  examples::TrainArgs args;
+  app::Command command("train", examples::kTrainSummary);
+  examples::add_train_options(command, args);
+  command.parse(argc, argv);
+  return examples::run_on_device("train", args,
+                                 [&] { return examples::train_body<unetsrnn::Cpu>(args); });
 }
