@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 #include <unetsrnn/data/folders.hpp>
+#include <unetsrnn/models/factory.hpp>
 #include <unetsrnn/train/fingerprint.hpp>
 #include <vector>
 
@@ -36,6 +37,13 @@ inline void add_size_options(app::Command& c, int& height, int& width, bool resi
   c.option("--height", height, "H", "image height" + sees + " (multiple of 16)")
       ->check(model_side());
   c.option("--width", width, "W", "image width" + sees + " (multiple of 16)")->check(model_side());
+}
+
+// --model: a name of the model table (its help lists them).
+inline void add_model_option(app::Command& c, std::string& model) {
+  c.option("--model", model, "NAME",
+           unetsrnn::model_help("model to train (default: " + model + ")"), "")
+      ->check(app::parsed_by(unetsrnn::check_model_name));
 }
 
 // Megapixels as the programs take them; DecodeOptions::max_pixels from them.

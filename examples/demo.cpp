@@ -3,10 +3,7 @@
 #include "demo_program.hpp"
 
 int main(int argc, char** argv) {
-  examples::DemoArgs args;
-  app::Command command("demo", examples::kDemoSummary);
-  examples::add_demo_options(command, args);
-  command.parse(argc, argv);
-  return examples::run_on_device("demo", args,
-                                 [&] { return examples::demo_body<unetsrnn::Cpu>(args); });
+  using namespace examples;
+  return program_main<DemoArgs>(argc, argv, "demo", kDemoSummary, add_demo_options,
+                                demo_body<unetsrnn::Cpu>);
 }

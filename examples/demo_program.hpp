@@ -38,9 +38,7 @@ inline void add_demo_options(app::Command& c, DemoArgs& a) {
   c.option("--batch", a.batch, "N", "images per batch")->check(integer_in(1));
   c.option("--lr", a.lr, "RATE", "Adam learning rate")
       ->check(app::number_in(0.0, std::numeric_limits<double>::infinity(), true));
-  c.option("--model", a.model, "NAME",
-           unetsrnn::model_help("model to train (default: " + a.model + ")"), "")
-      ->check(app::parsed_by(unetsrnn::check_model_name));
+  add_model_option(c, a.model);
   c.option("--loss", a.loss, "NAME",
            "bce | bce_dice_seed | bce_dice (soft Dice copes with small nails)")
       ->check(app::parsed_by(unetsrnn::parse_loss));

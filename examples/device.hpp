@@ -51,4 +51,16 @@ int run_on_device(const std::string& program, const Args& args, CpuBody&& cpu_bo
   });
 }
 
+// A program's main: reads the command line into Args (add_options declares them; --help and
+// usage errors exit here), then runs cpu_body(args) or the CUDA instance by --device.
+template <class Args, class AddOptions, class CpuBody>
+int program_main(int argc, char** argv, const std::string& program, const std::string& summary,
+                 AddOptions&& add_options, CpuBody&& cpu_body) {
+  Args args;
+  app::Command command(program, summary);
+  add_options(command, args);
+  command.parse(argc, argv);
+  return run_on_device(program, args, [&] { return cpu_body(args); });
+}
+
 }  // namespace examples

@@ -2,10 +2,7 @@
 #include "train_program.hpp"
 
 int main(int argc, char** argv) {
-  examples::TrainArgs args;
-  app::Command command("train", examples::kTrainSummary);
-  examples::add_train_options(command, args);
-  command.parse(argc, argv);
-  return examples::run_on_device("train", args,
-                                 [&] { return examples::train_body<unetsrnn::Cpu>(args); });
+  using namespace examples;
+  return program_main<TrainArgs>(argc, argv, "train", kTrainSummary, add_train_options,
+                                 train_body<unetsrnn::Cpu>);
 }

@@ -44,9 +44,7 @@ struct TrainArgs {
 inline void add_train_options(app::Command& c, TrainArgs& a) {
   using app::integer_in;
   using app::number_in;
-  c.option("--model", a.model, "NAME",
-           unetsrnn::model_help("model to train (default: " + a.model + ")"), "")
-      ->check(app::parsed_by(unetsrnn::check_model_name));
+  add_model_option(c, a.model);
   c.option("--loss", a.loss, "NAME",
            "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)")
       ->check(app::parsed_by(unetsrnn::parse_loss));

@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -46,6 +47,14 @@ struct TinyRun {
     o.out_dir = out;
     o.resume = resume;
     return o;
+  }
+  // A run into `out` (resumed from its checkpoint when `resume`) told to `observers`.
+  TrainResult train(const fs::path& out, int epochs, bool resume,
+                    std::initializer_list<TrainObserver*> observers) const {
+    auto model = make_model<Cpu>("unet2d_lw");
+    Trainer<Cpu> trainer(options(out, epochs, resume), *model, samples, split);
+    for (TrainObserver* o : observers) trainer.add_observer(*o);
+    return trainer.run();
   }
 };
 
@@ -99,11 +108,8 @@ TEST_CASE("a TrainObserver sees every step and epoch in order, each checkpoint, 
   TempDir tmp("observer");
   TinyRun data;
   const fs::path out = tmp.path / "run";
-  auto model = make_model<Cpu>("unet2d_lw");
-  Trainer<Cpu> trainer(data.options(out, 3), *model, data.samples, data.split);
   Recorder seen;
-  trainer.add_observer(seen);
-  const TrainResult r = trainer.run();
+  const TrainResult r = data.train(out, 3, false, {&seen});
 
   std::vector<std::string> expected{"start 1"};
   for (int e = 1; e <= 3; ++e) {
@@ -160,32 +166,17 @@ TEST_CASE("RunReport: a resumed run restores log.csv and reports the whole run e
   TinyRun data;
   // Uninterrupted: 3 epochs.
   const fs::path straight = tmp.path / "straight";
-  auto model = make_model<Cpu>("unet2d_lw");
-  {
-    Trainer<Cpu> t(data.options(straight, 3), *model, data.samples, data.split);
-    app::RunReport report(false);
-    t.add_observer(report);
-    t.run();
-  }
+  app::RunReport straight_report(false);
+  data.train(straight, 3, false, {&straight_report});
   // 2 epochs, then resumed to 3.
   const fs::path cut = tmp.path / "cut";
-  std::string log_after_2;
-  {
-    auto m = make_model<Cpu>("unet2d_lw");
-    Trainer<Cpu> t(data.options(cut, 2), *m, data.samples, data.split);
-    app::RunReport report(false);
-    t.add_observer(report);
-    t.run();
-    CHECK(report.history().size() == 2);
-    log_after_2 = slurp(cut / "log.csv");
-  }
-  auto resumed_model = make_model<Cpu>("unet2d_lw");
-  Trainer<Cpu> t(data.options(cut, 3, true), *resumed_model, data.samples, data.split);
+  app::RunReport first_report(false);
+  data.train(cut, 2, false, {&first_report});
+  CHECK(first_report.history().size() == 2);
+  const std::string log_after_2 = slurp(cut / "log.csv");
   app::RunReport report(false);
   Recorder seen;
-  t.add_observer(report);
-  t.add_observer(seen);
-  const TrainResult r = t.run();
+  const TrainResult r = data.train(cut, 3, true, {&report, &seen});
 
   CHECK(seen.first_epoch == 3);
   CHECK(r.first_epoch == 3);
@@ -217,11 +208,8 @@ TEST_CASE("result.json: the keys experiments/run.py reads, values as the trainer
   TempDir tmp("result");
   TinyRun data;
   const fs::path out = tmp.path / "run";
-  auto model = make_model<Cpu>("unet2d_lw");
-  Trainer<Cpu> trainer(data.options(out, 2), *model, data.samples, data.split);
   app::RunReport report(false);
-  trainer.add_observer(report);
-  const TrainResult r = trainer.run();
+  const TrainResult r = data.train(out, 2, false, {&report});
 
   const app::Json j = app::Json::parse(slurp(out / "result.json"));
   std::vector<std::string> keys;
@@ -284,26 +272,17 @@ TEST_CASE("an observer's checkpoint files are part of the checkpoint; its errors
     }
   } fails;
   const fs::path out = tmp.path / "run";
-  auto model = make_model<Cpu>("unet2d_lw");
-  Trainer<Cpu> trainer(data.options(out, 2), *model, data.samples, data.split);
-  trainer.add_observer(fails);
-  CHECK(error_of([&] { trainer.run(); }) == "observer failed");
+  CHECK(error_of([&] { data.train(out, 2, false, {&fails}); }) == "observer failed");
   CHECK(!fs::exists(out));
 
   // A resume whose log.csv is damaged fails before training, naming the file; nothing changes.
   const fs::path run = tmp.path / "kept";
-  {
-    Trainer<Cpu> t(data.options(run, 1), *model, data.samples, data.split);
-    app::RunReport report(false);
-    t.add_observer(report);
-    t.run();
-  }
+  app::RunReport first(false);
+  data.train(run, 1, false, {&first});
   test_support::write_bytes(run / "log.csv", "not a log\n");
   const std::string checkpoint = slurp(run / "checkpoint.txt");
-  Trainer<Cpu> t(data.options(run, 2, true), *model, data.samples, data.split);
   app::RunReport report(false);
-  t.add_observer(report);
-  const std::string message = error_of([&] { t.run(); });
+  const std::string message = error_of([&] { data.train(run, 2, true, {&report}); });
   CHECK(contains(message, (run / "log.csv").string()));
   CHECK(contains(message, "is not a training log"));
   CHECK(slurp(run / "checkpoint.txt") == checkpoint);
