@@ -85,6 +85,8 @@ struct Recorder : TrainObserver {
     result = r;
     events.push_back("finish");
   }
+  std::vector<std::string> warnings;
+  void on_warning(const std::string& message) override { warnings.push_back(message); }
 };
 
 bool same_record(const EpochRecord& a, const EpochRecord& b) {
@@ -286,6 +288,26 @@ TEST_CASE("an observer's checkpoint files are part of the checkpoint; its errors
   CHECK(contains(message, (run / "log.csv").string()));
   CHECK(contains(message, "is not a training log"));
   CHECK(slurp(run / "checkpoint.txt") == checkpoint);
+}
+
+TEST_CASE("a resume that cannot be checked (checkpoint v1) is a warning to the observers") {
+  TempDir tmp("warning");
+  TinyRun data;
+  const fs::path out = tmp.path / "run";
+  app::RunReport first(false);
+  data.train(out, 1, false, {&first});
+  // The same checkpoint as version 1 wrote it: no fingerprint.
+  CheckpointState state = parse_checkpoint(slurp(out / "checkpoint.txt"), "checkpoint.txt");
+  state.fingerprint.reset();
+  std::string v1 = format_checkpoint(state);
+  v1.replace(v1.find("v2"), 2, "v1");
+  test_support::write_bytes(out / "checkpoint.txt", v1.substr(0, v1.find("fingerprint")));
+  Recorder seen;
+  const TrainResult r = data.train(out, 2, true, {&seen});
+  CHECK(r.first_epoch == 2);
+  REQUIRE(seen.warnings.size() == 1);
+  CHECK(contains(seen.warnings[0], "(checkpoint v1) has no fingerprint"));
+  CHECK(seen.events.front() == "start 2");
 }
 
 TEST_CASE("JSON: numbers to 6 significant digits, null for non-finite, metrics in order") {

@@ -107,8 +107,8 @@ class TrainObserver {
   virtual void on_checkpoint(int /*epoch*/, const CheckpointFiles& /*files*/) {}
   // After the final test evaluation; `result` is what run() returns.
   virtual void on_finish(const TrainResult& /*result*/) {}
-  // Something the user should know that does not stop the run (e.g. a resume that cannot be
-  // checked).
+  // Something the user should know that does not stop the run, at any time (a resume that
+  // cannot be checked is told while the checkpoint is restored, before on_start).
   virtual void on_warning(const std::string& /*message*/) {}
 };
 

@@ -34,12 +34,10 @@
 // logit, weight or validation loss stops the run (TrainingDiverged) with the last good checkpoint
 // kept. A fresh run that fails before its first checkpoint removes what it wrote (and the folders
 // it created), so it leaves nothing.
-#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <optional>
