@@ -33,6 +33,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -170,48 +171,8 @@ Tensor<> uniform(Shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0)
   return t;
 }
 
-// Minimal JSON: objects of numbers and strings, arrays of such objects.
-struct Json {
-  std::vector<std::pair<std::string, std::string>> fields;
-  Json& num(const std::string& key, double v) {
-    std::ostringstream os;
-    os.precision(10);
-    if (std::isfinite(v))
-      os << v;
-    else
-      os << "null";
-    fields.emplace_back(key, os.str());
-    return *this;
-  }
-  Json& str(const std::string& key, const std::string& v) {
-    std::string quoted = "\"";
-    for (char c : v) {
-      if (c == '"' || c == '\\') quoted += '\\';
-      if (c == '\n') {
-        quoted += "\\n";
-        continue;
-      }
-      quoted += c;
-    }
-    fields.emplace_back(key, quoted + "\"");
-    return *this;
-  }
-  Json& raw(const std::string& key, const std::string& v) {
-    fields.emplace_back(key, v);
-    return *this;
-  }
-  std::string dump() const {
-    std::string out = "{";
-    for (std::size_t i = 0; i < fields.size(); ++i)
-      out += (i ? ", \"" : "\"") + fields[i].first + "\": " + fields[i].second;
-    return out + "}";
-  }
-};
-std::string json_array(const std::vector<Json>& items) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ",\n  " : "\n  ") + items[i].dump();
-  return out + "]";
-}
+// The --json output (nlohmann-json, keys in the order written); NaN and infinity become null.
+using Json = nlohmann::ordered_json;
 
 // ------------------------------------------------------------------------------------- FMA peak
 // kChains independent FMA chains (acc = acc * m + a) per thread: enough to cover the FMA latency
@@ -493,8 +454,10 @@ int main(int argc, char** argv) {
       threads, Eigen::nbThreads(), o.batch, o.height, o.width, o.steps, o.warmup,
       cpu::active_isa_name(), cpu::isa_name(cpu::best_isa()));
   Json root;
-  root.num("threads", threads).num("eigen_threads", Eigen::nbThreads());
-  root.str("cpu_path", cpu::active_isa_name()).str("best_cpu_path", cpu::isa_name(cpu::best_isa()));
+  root["threads"] = threads;
+  root["eigen_threads"] = Eigen::nbThreads();
+  root["cpu_path"] = cpu::active_isa_name();
+  root["best_cpu_path"] = cpu::isa_name(cpu::best_isa());
 
   Peak peak;
   if (wants(o, "peak") || wants(o, "models")) {
@@ -503,16 +466,20 @@ int main(int argc, char** argv) {
     std::printf("\nFMA peak (%d threads, independent chains): 256-bit %s, 512-bit %s\n", threads,
                 show(peak.gflops_256).c_str(),
                 peak.gflops_512 > 0 ? show(peak.gflops_512).c_str() : "n/a (no AVX-512)");
-    root.num("peak_256_gflops", peak.gflops_256).num("peak_512_gflops", peak.gflops_512);
-    root.num("peak_gflops", peak.widest());
+    root["peak_256_gflops"] = peak.gflops_256;
+    root["peak_512_gflops"] = peak.gflops_512;
+    root["peak_gflops"] = peak.widest();
   }
-  root.num("batch", o.batch).num("height", o.height).num("width", o.width);
-  root.num("steps", o.steps).num("warmup", o.warmup).num("infer_batch", o.infer_batch);
+  for (const auto& [key, value] :
+       {std::pair{"batch", o.batch}, std::pair{"height", o.height}, std::pair{"width", o.width},
+        std::pair{"steps", o.steps}, std::pair{"warmup", o.warmup},
+        std::pair{"infer_batch", o.infer_batch}})
+    root[key] = value;
 
   double gemm_rate = 0.0;
   if (wants(o, "gemm")) {
     std::printf("\nEigen SGEMM (row-major, best of 5)\n%-22s %10s\n", "M x K x N", "GFLOP/s");
-    std::vector<Json> gemms;
+    Json gemms = Json::array();
     for (auto [m, k, n] : {std::tuple{1024, 1024, 1024}, std::tuple{64, 576, 15360},
                            std::tuple{32, 288, 30720}, std::tuple{256, 2304, 960}}) {
       const double rate = gemm_gflops(m, k, n, 5);
@@ -521,31 +488,35 @@ int main(int argc, char** argv) {
           "%-22s %10.1f\n",
           (std::to_string(m) + " x " + std::to_string(k) + " x " + std::to_string(n)).c_str(),
           rate);
-      gemms.push_back(Json().num("m", m).num("k", k).num("n", n).num("gflops", rate));
+      gemms.push_back(Json{{"m", m}, {"k", k}, {"n", n}, {"gflops", rate}});
     }
-    root.raw("gemm", json_array(gemms)).num("gemm_rate_gflops", gemm_rate);
+    root["gemm"] = std::move(gemms);
+    root["gemm_rate_gflops"] = gemm_rate;
   }
 
   if (wants(o, "layers")) {
     std::printf("\nLayers (base width %d, batch %d, FLOPs as counted by the op table)\n",
                 o.layer_width, o.batch);
     std::printf("%-28s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
-    std::vector<Json> layers;
+    Json layers = Json::array();
     for (const LayerResult& l : bench_layers(o)) {
-      Json j;
-      j.str("name", l.name).str("shape", l.shape);
+      Json j{{"name", l.name}, {"shape", l.shape}};
       if (!l.error.empty()) {
         std::printf("%-28s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
                     ("n/a: " + l.error).c_str());
-        layers.push_back(j.str("error", l.error));
+        j["error"] = l.error;
+        layers.push_back(std::move(j));
         continue;
       }
       const double gflops = l.flops > 0 ? l.flops / (l.ms * 1e6) : NAN;
       std::printf("%-28s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
                   l.flops > 0 ? fmt("%.1f", gflops).c_str() : "-");
-      layers.push_back(j.num("ms", l.ms).num("flops", l.flops).num("gflops", gflops));
+      j["ms"] = l.ms;
+      j["flops"] = l.flops;
+      j["gflops"] = gflops;
+      layers.push_back(std::move(j));
     }
-    root.raw("layers", json_array(layers));
+    root["layers"] = std::move(layers);
   }
 
   if (wants(o, "models")) {
@@ -555,14 +526,14 @@ int main(int argc, char** argv) {
         o.batch, o.infer_batch);
     std::printf("%-14s %10s %10s %9s %8s %7s %7s %10s %9s %10s %9s\n", "model", "params", "step ms",
                 "GFLOP", "GFLOP/s", "%GEMM", "%peak", "infer ms", "img/s b", "infer GF", "RSS MiB");
-    std::vector<Json> models;
+    Json models = Json::array();
     for (const auto& name : o.models) {
       const ModelResult r = bench_model(name, o);
-      Json j;
-      j.str("model", name);
+      Json j{{"model", name}};
       if (!r.error.empty()) {
         std::printf("%-14s n/a: %s\n", name.c_str(), r.error.c_str());
-        models.push_back(j.str("error", r.error));
+        j["error"] = r.error;
+        models.push_back(std::move(j));
         continue;
       }
       const double gflops = r.train_flops / (r.train_ms * 1e6);
@@ -574,27 +545,24 @@ int main(int argc, char** argv) {
                   gemm_rate > 0 ? fmt("%.0f%%", pct).c_str() : "-",
                   peak.widest() > 0 ? fmt("%.0f%%", pct_peak).c_str() : "-", r.infer_ms, img_s,
                   r.infer_flops / 1e9, r.rss_mib);
-      models.push_back(j.num("params", static_cast<double>(r.params))
-                           .num("train_step_ms", r.train_ms)
-                           .num("train_step_ms_min", r.train_min_ms)
-                           .num("train_flops", r.train_flops)
-                           .num("train_gflops", gflops)
-                           .num("pct_of_gemm", pct)
-                           .num("pct_of_peak", pct_peak)
-                           .num("infer_b1_ms", r.infer_ms)
-                           .num("infer_b1_ms_min", r.infer_min_ms)
-                           .num("infer_flops", r.infer_flops)
-                           .num("infer_batch_ms", r.batch_ms)
-                           .num("infer_batch_img_per_s", img_s)
-                           .num("peak_rss_mib", r.rss_mib));
+      j["params"] = r.params;
+      for (const auto& [key, value] :
+           {std::pair{"train_step_ms", r.train_ms}, std::pair{"train_step_ms_min", r.train_min_ms},
+            std::pair{"train_flops", r.train_flops}, std::pair{"train_gflops", gflops},
+            std::pair{"pct_of_gemm", pct}, std::pair{"pct_of_peak", pct_peak},
+            std::pair{"infer_b1_ms", r.infer_ms}, std::pair{"infer_b1_ms_min", r.infer_min_ms},
+            std::pair{"infer_flops", r.infer_flops}, std::pair{"infer_batch_ms", r.batch_ms},
+            std::pair{"infer_batch_img_per_s", img_s}, std::pair{"peak_rss_mib", r.rss_mib}})
+        j[key] = value;
+      models.push_back(std::move(j));
     }
-    root.raw("models", json_array(models));
+    root["models"] = std::move(models);
   }
-  root.num("peak_rss_mib", peak_rss_mib());
+  root["peak_rss_mib"] = peak_rss_mib();
 
   if (!o.json.empty()) {
     std::ofstream out(o.json);
-    out << root.dump() << "\n";
+    out << root.dump() << "\n";  // one line (make_results.py reads the last line)
     if (!out.good()) {
       std::fprintf(stderr, "bench_models: cannot write %s\n", o.json.c_str());
       return 1;

@@ -3,12 +3,14 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
-#include <unetsrnn/io/plot.hpp>
 #include <vector>
 
-#include "cli.hpp"
+#include "app/cli.hpp"
+#include "app/plot.hpp"
 
 namespace {
 
@@ -35,25 +37,21 @@ double parse_cell(const std::string& cell, const std::string& file, int line) {
   return v;
 }
 
-int run(int argc, char** argv) {
-  cli::Parser p("chart", "Draw a line chart PNG from a CSV file (x, then one column per series).");
-  p.option("--csv", "FILE", "input: a header line, then rows of numbers (empty or null = gap)", "");
-  p.option("--out", "FILE", "output PNG", "");
-  p.option("--title", "TEXT", "chart title", "");
-  p.option("--x-label", "TEXT", "x axis label", "epoch");
-  p.option("--y-label", "TEXT", "y axis label", "");
-  p.option("--y-min", "Y", "lower end of the y axis (default: automatic)", "nan");
-  p.option("--y-max", "Y", "upper end of the y axis (default: automatic)", "nan");
-  p.parse(argc, argv);
-  const std::string csv = p.get("--csv"), out = p.get("--out");
-  if (csv.empty() || out.empty()) p.usage_error("--csv FILE and --out FILE are required");
+struct ChartArgs {
+  std::string csv, out, title, x_label = "epoch", y_label;
+  std::optional<double> y_min, y_max;  // unset: automatic
+};
+
+int run(const ChartArgs& a) {
+  const std::string& csv = a.csv;
+  const std::string& out = a.out;
   std::ifstream in(csv);
   if (!in) throw std::invalid_argument("cannot read '" + csv + "'");
   std::string line;
   if (!std::getline(in, line)) throw std::invalid_argument("'" + csv + "' is empty");
   const std::vector<std::string> header = split_csv_line(line);
   if (header.size() < 2) throw std::invalid_argument("'" + csv + "' needs at least two columns");
-  std::vector<unetsrnn::PlotSeries> series(header.size() - 1);
+  std::vector<app::PlotSeries> series(header.size() - 1);
   for (std::size_t i = 1; i < header.size(); ++i) series[i - 1].name = header[i];
   int number = 1;
   while (std::getline(in, line)) {
@@ -67,13 +65,13 @@ int run(int argc, char** argv) {
       series[i - 1].y.push_back(parse_cell(cells[i], csv, number));
     }
   }
-  unetsrnn::PlotOptions o;
-  o.title = p.get("--title");
-  o.x_label = p.get("--x-label");
-  o.y_label = p.get("--y-label");
-  o.y_min = p.get_double("--y-min");
-  o.y_max = p.get_double("--y-max");
-  unetsrnn::save_line_chart(out, series, o);
+  app::PlotOptions o;
+  o.title = a.title;
+  o.x_label = a.x_label;
+  o.y_label = a.y_label;
+  o.y_min = a.y_min.value_or(std::nan(""));
+  o.y_max = a.y_max.value_or(std::nan(""));
+  app::save_line_chart(out, series, o);
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }
@@ -81,8 +79,22 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ChartArgs a;
+  app::Command c("chart", "Draw a line chart PNG from a CSV file (x, then one column per series).");
+  c.option("--csv", a.csv, "FILE",
+           "input: a header line, then rows of numbers (empty or null = gap); required");
+  c.option("--out", a.out, "FILE", "output PNG; required");
+  c.option("--title", a.title, "TEXT", "chart title");
+  c.option("--x-label", a.x_label, "TEXT", "x axis label");
+  c.option("--y-label", a.y_label, "TEXT", "y axis label");
+  c.option("--y-min", a.y_min, "Y", "lower end of the y axis", "automatic")
+      ->check(app::number_in(-std::numeric_limits<double>::max()));
+  c.option("--y-max", a.y_max, "Y", "upper end of the y axis", "automatic")
+      ->check(app::number_in(-std::numeric_limits<double>::max()));
+  c.parse(argc, argv);
+  if (a.csv.empty() || a.out.empty()) c.usage_error("--csv FILE and --out FILE are required");
   try {
-    return run(argc, argv);
+    return run(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chart: %s\n", e.what());
     return 1;

@@ -1,16 +1,16 @@
 #pragma once
-// Pieces shared by the example programs: dataset options from the command line (checked before
-// any data is read), loading several dataset folders into one sample list, and the default data
-// location.
+// Pieces shared by the example programs: the dataset options (checked when the command line is
+// read, before any data), loading several dataset folders into one sample list, and the default
+// data location.
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <unetsrnn/data/folders.hpp>
+#include <unetsrnn/models/factory.hpp>
+#include <unetsrnn/train/fingerprint.hpp>
 #include <vector>
 
-#include <unetsrnn/data/dataset.hpp>
-#include <unetsrnn/train/fingerprint.hpp>
-
-#include "cli.hpp"
+#include "app/cli.hpp"
 
 namespace examples {
 
@@ -21,64 +21,88 @@ inline std::string default_fingernail_dir() {
   return {};
 }
 
-inline void add_max_megapixels_option(cli::Parser& p) {
-  p.option("--max-megapixels", "MP",
-           "refuse images larger than this, from their header, before decoding them",
-           std::to_string(unetsrnn::kDefaultMaxImagePixels / 1'000'000));
+// --height / --width: a positive multiple of 16 (the U-Net pools four times).
+inline CLI::Validator model_side() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (app::integer_in(1)(text).empty() && std::stoi(text) % 16 == 0) return {};
+        return "must be a positive multiple of 16 (the U-Net pools four times), got '" + text + "'";
+      },
+      "");
 }
 
-inline void add_dataset_options(cli::Parser& p) {
-  p.repeated("--data", "DIR",
-             "dataset folder with image/ and mask/ (repeatable; default: dataset1 under "
-             "../shared/data/fingernails when present)");
-  p.option("--height", "H", "image height the model sees (multiple of 16)", "160");
-  p.option("--width", "W", "image width the model sees (multiple of 16)", "192");
-  p.option("--mask-mode", "MODE", "threshold | painted_white | auto", "auto");
-  p.option("--mask-threshold", "T", "foreground where mask grey >= T (threshold mode)", "0.5");
-  p.flag("--no-rotate", "do not rotate portrait images to landscape");
-  add_max_megapixels_option(p);
+// --height and --width of the images the model sees (`resized`: the program resizes its images).
+inline void add_size_options(app::Command& c, int& height, int& width, bool resized = true) {
+  const std::string sees = resized ? " the model sees" : "";
+  c.option("--height", height, "H", "image height" + sees + " (multiple of 16)")
+      ->check(model_side());
+  c.option("--width", width, "W", "image width" + sees + " (multiple of 16)")->check(model_side());
 }
 
-// The model's input size from --height / --width; a usage error unless both are positive
-// multiples of 16.
-inline void target_size(const cli::Parser& p, int& height, int& width) {
-  height = p.get_int("--height");
-  width = p.get_int("--width");
-  try {
-    unetsrnn::check_target_size(height, width);
-  } catch (const std::invalid_argument& e) {
-    p.usage_error(std::string("--height/--width: ") + e.what());
-  }
+// --model: a name of the model table (its help lists them).
+inline void add_model_option(app::Command& c, std::string& model) {
+  c.option("--model", model, "NAME",
+           unetsrnn::model_help("model to train (default: " + model + ")"), "")
+      ->check(app::parsed_by(unetsrnn::check_model_name));
 }
 
-inline unetsrnn::DecodeOptions decode_options(const cli::Parser& p) {
+// Megapixels as the programs take them; DecodeOptions::max_pixels from them.
+inline double default_max_megapixels() {
+  return static_cast<double>(unetsrnn::kDefaultMaxImagePixels / 1'000'000);
+}
+inline void add_max_megapixels_option(app::Command& c, double& megapixels) {
+  c.option("--max-megapixels", megapixels, "MP",
+           "refuse images larger than this, from their header, before decoding them")
+      ->check(app::number_in(0.0, 1e6, true));
+}
+inline unetsrnn::DecodeOptions decode_options(double megapixels) {
   unetsrnn::DecodeOptions d;
-  const double mp = p.get_double_in("--max-megapixels", 0.0, 1e6, true);
-  d.max_pixels = static_cast<std::uint64_t>(mp * 1e6);
+  d.max_pixels = static_cast<std::uint64_t>(megapixels * 1e6);
   return d;
 }
 
-// Every dataset option, checked: usage errors (exit 2) before any data is read.
-inline unetsrnn::DatasetOptions dataset_options(const cli::Parser& p) {
+struct DatasetArgs {
+  std::vector<std::string> data;
+  int height = 160, width = 192;
+  std::string mask_mode = "auto";
+  double mask_threshold = 0.5;
+  bool no_rotate = false;
+  double max_megapixels = default_max_megapixels();
+};
+
+inline void add_dataset_options(app::Command& c, DatasetArgs& a) {
+  c.repeated("--data", a.data, "DIR",
+             "dataset folder with image/ and mask/ (default: dataset1 under "
+             "../shared/data/fingernails when present)");
+  add_size_options(c, a.height, a.width);
+  c.option("--mask-mode", a.mask_mode, "MODE", "threshold | painted_white | auto")
+      ->check(app::parsed_by(unetsrnn::parse_mask_mode));
+  c.option("--mask-threshold", a.mask_threshold, "T",
+           "foreground where mask grey >= T (threshold mode)")
+      ->check(app::number_in(0.0, 1.0, true));
+  c.flag("--no-rotate", a.no_rotate, "do not rotate portrait images to landscape");
+  add_max_megapixels_option(c, a.max_megapixels);
+}
+
+// Every dataset option (all checked when the command line was read).
+inline unetsrnn::DatasetOptions dataset_options(const DatasetArgs& a) {
   unetsrnn::DatasetOptions opt;
-  target_size(p, opt.height, opt.width);
-  try {
-    opt.mask_mode = unetsrnn::parse_mask_mode(p.get("--mask-mode"));
-  } catch (const std::invalid_argument& e) {
-    p.usage_error(std::string("--mask-mode: ") + e.what());
-  }
-  opt.threshold = static_cast<float>(p.get_double_in("--mask-threshold", 0.0, 1.0, true));
-  opt.rotate_portrait = !p.has("--no-rotate");
-  opt.decode = decode_options(p);
+  opt.height = a.height;
+  opt.width = a.width;
+  opt.mask_mode = unetsrnn::parse_mask_mode(a.mask_mode);
+  opt.threshold = static_cast<float>(a.mask_threshold);
+  opt.rotate_portrait = !a.no_rotate;
+  opt.decode = decode_options(a.max_megapixels);
   return opt;
 }
 
-// The --data folders; the same folder twice (however spelled) is a usage error.
-inline std::vector<std::string> dataset_dirs(const cli::Parser& p) {
-  std::vector<std::string> dirs = p.all("--data");
+// The --data folders; the same folder twice (however spelled) is a usage error of `program`.
+inline std::vector<std::string> dataset_dirs(const std::string& program, const DatasetArgs& a) {
+  std::vector<std::string> dirs = a.data;
   if (dirs.empty()) {
     const std::string root = default_fingernail_dir();
-    if (root.empty()) p.usage_error("no --data given and ../shared/data/fingernails was not found");
+    if (root.empty())
+      app::usage_error(program, "no --data given and ../shared/data/fingernails was not found");
     dirs.push_back(root + "/dataset1");
   }
   std::vector<std::filesystem::path> seen;
@@ -87,8 +111,8 @@ inline std::vector<std::string> dataset_dirs(const cli::Parser& p) {
     const std::filesystem::path canonical = std::filesystem::weakly_canonical(dir, ec);
     for (std::size_t i = 0; i < seen.size(); ++i)
       if (!ec && seen[i] == canonical)
-        p.usage_error("--data '" + dir + "' names the same folder as --data '" + dirs[i] +
-                      "'; each dataset may be given once");
+        app::usage_error(program, "--data '" + dir + "' names the same folder as --data '" +
+                                      dirs[i] + "'; each dataset may be given once");
     seen.push_back(ec ? std::filesystem::path(dir) : canonical);
   }
   return dirs;

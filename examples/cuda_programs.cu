@@ -13,7 +13,7 @@
 
 namespace examples {
 
-int cuda_main(Program program, const cli::Parser& p) {
+void require_cuda_device() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
@@ -22,18 +22,11 @@ int cuda_main(Program program, const cli::Parser& p) {
                              cudaGetErrorName(status) + ")");
   }
   if (count == 0) throw std::runtime_error("no CUDA device: the driver reports 0 devices");
-  using unetsrnn::Cuda;
-  switch (program) {
-    case Program::Train:
-      return train_body<Cuda>(p);
-    case Program::Evaluate:
-      return evaluate_body<Cuda>(p);
-    case Program::Predict:
-      return predict_body<Cuda>(p);
-    case Program::Demo:
-      return demo_body<Cuda>(p);
-  }
-  throw std::logic_error("cuda_main: unknown program");
 }
+
+int on_cuda(const TrainArgs& args) { return train_body<unetsrnn::Cuda>(args); }
+int on_cuda(const EvaluateArgs& args) { return evaluate_body<unetsrnn::Cuda>(args); }
+int on_cuda(const PredictArgs& args) { return predict_body<unetsrnn::Cuda>(args); }
+int on_cuda(const DemoArgs& args) { return demo_body<unetsrnn::Cuda>(args); }
 
 }  // namespace examples

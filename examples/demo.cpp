@@ -3,8 +3,7 @@
 #include "demo_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::demo_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("demo", examples::Program::Demo, p,
-                                 [&] { return examples::demo_body<unetsrnn::Cpu>(p); });
+  using namespace examples;
+  return program_main<DemoArgs>(argc, argv, "demo", kDemoSummary, add_demo_options,
+                                demo_body<unetsrnn::Cpu>);
 }

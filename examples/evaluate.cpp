@@ -2,8 +2,7 @@
 #include "evaluate_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::evaluate_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("evaluate", examples::Program::Evaluate, p,
-                                 [&] { return examples::evaluate_body<unetsrnn::Cpu>(p); });
+  using namespace examples;
+  return program_main<EvaluateArgs>(argc, argv, "evaluate", kEvaluateSummary, add_evaluate_options,
+                                    evaluate_body<unetsrnn::Cpu>);
 }

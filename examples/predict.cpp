@@ -2,8 +2,7 @@
 #include "predict_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::predict_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("predict", examples::Program::Predict, p,
-                                 [&] { return examples::predict_body<unetsrnn::Cpu>(p); });
+  using namespace examples;
+  return program_main<PredictArgs>(argc, argv, "predict", kPredictSummary, add_predict_options,
+                                   predict_body<unetsrnn::Cpu>);
 }

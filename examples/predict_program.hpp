@@ -1,5 +1,5 @@
 #pragma once
-// The predict program (see --help): options, and the run on device Dev.
+// The predict program (see --help): its options, and the run on device Dev.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -11,31 +11,40 @@
 #include <unetsrnn/ops/cpu/backend.hpp>
 #include <unetsrnn/train/trainer.hpp>
 
-#include "cli.hpp"
+#include "app/cli.hpp"
 #include "common.hpp"
 #include "device.hpp"
 #include "shipped_model.hpp"
 
 namespace examples {
 
-inline cli::Parser predict_parser() {
-  cli::Parser p(
-      "predict",
-      "Segment an image file or every image in a folder. JPEGs are read in their EXIF "
-      "orientation; every image of a folder is tried and the failures listed at the end.");
-  p.option("--weights", "FILE",
+inline constexpr const char* kPredictSummary =
+    "Segment an image file or every image in a folder. JPEGs are read in their EXIF orientation; "
+    "every image of a folder is tried and the failures listed at the end.";
+
+struct PredictArgs {
+  std::string weights, input, out;
+  int height = 160, width = 192;
+  double threshold = 0.5;
+  bool no_rotate = false;
+  double max_megapixels = default_max_megapixels();
+  std::string device = "cpu";
+};
+
+inline void add_predict_options(app::Command& c, PredictArgs& a) {
+  c.option("--weights", a.weights, "FILE",
            "weights written by train (the model is read from the file); default: the shipped "
-           "fingernail model models/crunet_res_lw-fingernails.weights (see models/README.md)",
-           "");
-  p.option("--input", "PATH", "an image file or a folder of images", "");
-  p.option("--out", "DIR", "where <file name>_mask.png and <file name>_overlay.png go", "");
-  p.option("--height", "H", "size the model sees (multiple of 16)", "160");
-  p.option("--width", "W", "size the model sees (multiple of 16)", "192");
-  p.option("--threshold", "P", "foreground where the probability >= P", "0.5");
-  p.flag("--no-rotate", "do not rotate portrait images for the model (as in training)");
-  add_max_megapixels_option(p);
-  add_device_option(p);
-  return p;
+           "fingernail model models/crunet_res_lw-fingernails.weights (see models/README.md)");
+  c.option("--input", a.input, "PATH", "an image file or a folder of images; required");
+  c.option("--out", a.out, "DIR",
+           "where <file name>_mask.png and <file name>_overlay.png go; required");
+  add_size_options(c, a.height, a.width);
+  c.option("--threshold", a.threshold, "P", "foreground where the probability >= P")
+      ->check(app::number_in(0.0, 1.0, true, true));
+  c.flag("--no-rotate", a.no_rotate,
+         "do not rotate portrait images for the model (as in training)");
+  add_max_megapixels_option(c, a.max_megapixels);
+  add_device_option(c, a.device);
 }
 
 // Segments one image and writes <file name>_mask.png and _overlay.png at its displayed size: both
@@ -43,13 +52,13 @@ inline cli::Parser predict_parser() {
 template <class Dev>
 void predict_one(unetsrnn::AnyModel<Dev>& model, unetsrnn::HostStaging<Dev>& staging,
                  const std::filesystem::path& file, const std::filesystem::path& out,
-                 const cli::Parser& p, int h, int w, double threshold,
-                 const unetsrnn::DecodeOptions& decode) {
+                 const PredictArgs& a, const unetsrnn::DecodeOptions& decode) {
   namespace fs = std::filesystem;
   using namespace unetsrnn;
   DecodedImage original = load_pixels(file, 3, decode);
   const int height = original.height(), width = original.width();
-  const bool rotate = !p.has("--no-rotate") && width < height;
+  const int h = a.height, w = a.width;
+  const bool rotate = !a.no_rotate && width < height;
   const Tensor<Cpu> x =
       image_to_tensor(resize_bilinear(rotate ? original.rotated90() : original, h, w));
   CView<Cpu> logits = staging.forward(model, x);
@@ -66,7 +75,7 @@ void predict_one(unetsrnn::AnyModel<Dev>& model, unetsrnn::HostStaging<Dev>& sta
       [&](int y, const float* row) {
         unsigned char* m = &mask.data[static_cast<std::size_t>(y) * width];
         for (int i = 0; i < width; ++i) {
-          m[i] = row[i] >= threshold ? 255 : 0;
+          m[i] = row[i] >= a.threshold ? 255 : 0;
           fg += m[i] != 0;
         }
       });
@@ -95,32 +104,30 @@ void predict_one(unetsrnn::AnyModel<Dev>& model, unetsrnn::HostStaging<Dev>& sta
 }
 
 template <class Dev>
-int predict_body(const cli::Parser& p) {
+int predict_body(const PredictArgs& a) {
   namespace fs = std::filesystem;
   using namespace unetsrnn;
-  for (const char* required : {"--input", "--out"})
-    if (p.get(required).empty()) p.usage_error(std::string(required) + " is required");
-  std::string weights = p.get("--weights");
+  if (a.input.empty()) app::usage_error("predict", "--input is required");
+  if (a.out.empty()) app::usage_error("predict", "--out is required");
+  std::string weights = a.weights;
   if (weights.empty()) {
     std::string tried;
     weights = find_shipped_weights(tried).string();
     if (weights.empty())
-      p.usage_error(std::string("--weights is not given and the shipped model ") + kShippedWeights +
-                    " is not in any of: " + tried + " (set UNETSRNN_MODELS to its folder)");
+      app::usage_error("predict", std::string("--weights is not given and the shipped model ") +
+                                      kShippedWeights + " is not in any of: " + tried +
+                                      " (set UNETSRNN_MODELS to its folder)");
     std::fprintf(stderr, "predict: no --weights given: using the shipped model %s\n",
                  weights.c_str());
   }
-  int h = 0, w = 0;
-  target_size(p, h, w);
-  const double threshold = p.get_double_in("--threshold", 0.0, 1.0, true, true);
-  const DecodeOptions decode = decode_options(p);
+  const DecodeOptions decode = decode_options(a.max_megapixels);
   // Weights and inputs are checked before the output folder is made.
   const WeightsHeader header = read_weights_header(weights);
   auto model = make_model<Dev>(header.model_name);
   load_weights(*model, weights);
 
   std::vector<fs::path> inputs;
-  const fs::path input = p.get("--input");
+  const fs::path input = a.input;
   if (fs::is_directory(input)) {
     for (const auto& e : fs::directory_iterator(input))
       if (e.is_regular_file() && detail::is_image_file(e.path())) inputs.push_back(e.path());
@@ -131,13 +138,13 @@ int predict_body(const cli::Parser& p) {
   } else {
     throw std::invalid_argument("input '" + input.string() + "' does not exist");
   }
-  RunFolder out = RunFolder::open(p.get("--out"));
+  RunFolder out = RunFolder::open(a.out);
 
   HostStaging<Dev> staging;  // the image to the device, the logits back
   std::vector<std::string> failures;
   for (const fs::path& file : inputs) {
     try {
-      predict_one(*model, staging, file, out.path(), p, h, w, threshold, decode);
+      predict_one(*model, staging, file, out.path(), a, decode);
     } catch (const std::exception& e) {
       failures.push_back(file.filename().string() + ": " + e.what());
       std::fprintf(stderr, "predict: %s: %s\n", file.string().c_str(), e.what());
@@ -148,5 +155,9 @@ int predict_body(const cli::Parser& p) {
   for (const std::string& f : failures) std::fprintf(stderr, "  %s\n", f.c_str());
   return 1;
 }
+
+#ifdef UNETSRNN_EXAMPLES_CUDA
+int on_cuda(const PredictArgs& args);  // predict_body<Cuda> (cuda_programs.cu)
+#endif
 
 }  // namespace examples

@@ -32,7 +32,8 @@ inline std::vector<std::filesystem::path> shipped_model_folders() {
   return folders;
 }
 
-// The shipped weights file, or an empty path (with the folders tried in `tried`) when none is found.
+// The shipped weights file, or an empty path (with the folders tried in `tried`) when none is
+// found.
 inline std::filesystem::path find_shipped_weights(std::string& tried) {
   namespace fs = std::filesystem;
   tried.clear();

@@ -2,8 +2,7 @@
 #include "train_program.hpp"
 
 int main(int argc, char** argv) {
-  cli::Parser p = examples::train_parser();
-  p.parse(argc, argv);
-  return examples::run_on_device("train", examples::Program::Train, p,
-                                 [&] { return examples::train_body<unetsrnn::Cpu>(p); });
+  using namespace examples;
+  return program_main<TrainArgs>(argc, argv, "train", kTrainSummary, add_train_options,
+                                 train_body<unetsrnn::Cpu>);
 }

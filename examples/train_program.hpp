@@ -1,5 +1,5 @@
 #pragma once
-// The train program (see --help): options, and the run on device Dev.
+// The train program (see --help): its options, and the run on device Dev.
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -13,16 +13,131 @@
 #include <unetsrnn/dist/nccl.cuh>
 #endif
 
+#include "app/cli.hpp"
+#include "app/run_report.hpp"
 #include "common.hpp"
 #include "device.hpp"
 
 namespace examples {
 
+inline constexpr const char* kTrainSummary =
+    "Train a U-Net / CR-UNet on one or more image+mask folders.";
+
+struct TrainArgs {
+  std::string model = "crunet_res_lw", loss = "bce";
+  // Unset: the default of --protocol (the seed protocol has its own).
+  std::optional<int> epochs, batch;
+  std::optional<double> lr, decay;
+  int seed = 1;
+  double test_fraction = 0.1, val_fraction = 0.1;
+  int folds = 0, fold = 0;
+  std::string schedule = "plateau";
+  double min_lr = 1e-5;
+  std::string protocol = "default";
+  std::string out, init_weights;
+  bool resume = false, augment = false, no_shuffle = false, no_plateau = false, quiet = false;
+  bool distributed = false;
+  DatasetArgs data;
+  std::string device = "cpu";
+};
+
+inline void add_train_options(app::Command& c, TrainArgs& a) {
+  using app::integer_in;
+  using app::number_in;
+  add_model_option(c, a.model);
+  c.option("--loss", a.loss, "NAME",
+           "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)")
+      ->check(app::parsed_by(unetsrnn::parse_loss));
+  c.option("--epochs", a.epochs, "N", "training epochs", "20 (seed protocol: 220)")
+      ->check(integer_in(1));
+  c.option("--batch", a.batch, "N", "images per batch", "2")->check(integer_in(1));
+  c.option("--lr", a.lr, "RATE", "Adam learning rate", "1e-3 (seed protocol: 1e-5)")
+      ->check(number_in(0.0, std::numeric_limits<double>::infinity(), true));
+  c.option("--decay", a.decay, "D", "Keras time decay: lr / (1 + D * step)",
+           "0 (seed protocol: 1.99e-7)")
+      ->check(number_in(0.0));
+  c.option("--seed", a.seed, "N", "seed of weights, split, batch order and augmentation")
+      ->check(integer_in(0));
+  c.option("--test-fraction", a.test_fraction, "F", "test part of each dataset")
+      ->check(number_in(0.0, 1.0, false, true));
+  c.option("--val-fraction", a.val_fraction, "F", "validation part carved from each training part")
+      ->check(number_in(0.0, 1.0, false, true));
+  c.option("--folds", a.folds, "K",
+           "k-fold cross-validation: K folds of each dataset (seeded), fold --fold is the test "
+           "part; 0 = one random split by --test-fraction")
+      ->check(app::parsed_by([](const std::string& text) {
+        if (!app::integer_in(0)(text).empty() || std::stoi(text) == 1)
+          throw std::invalid_argument("must be 0 (off) or >= 2, got '" + text + "'");
+      }));
+  c.option("--fold", a.fold, "F", "which fold (0 .. K-1) is the test part when --folds K is given")
+      ->check(integer_in(0));
+  c.option("--schedule", a.schedule, "NAME",
+           "plateau (ReduceLROnPlateau 0.8/3 on validation loss) | cosine (per epoch, --lr down "
+           "to --min-lr) | none")
+      ->check(app::one_of({"plateau", "cosine", "none"}));
+  c.option("--min-lr", a.min_lr, "RATE", "final learning rate of the cosine schedule")
+      ->check(number_in(0.0));
+  c.option("--protocol", a.protocol, "NAME",
+           "default | seed (the original: lr 1e-5, decay 1.99e-7, batch 2, 220 epochs, no "
+           "shuffling; explicit options still win)")
+      ->check(app::one_of({"default", "seed"}));
+  c.option("--out", a.out, "DIR",
+           "output folder (checkpoints, log.csv, curve.png, result.json); required");
+  c.option("--init-weights", a.init_weights, "FILE", "start from these weights");
+  c.flag("--resume", a.resume, "continue the run in --out from its last checkpoint");
+  c.flag("--augment", a.augment,
+         "random flips/rotations/brightness/contrast (off in the seed protocol)");
+  c.flag("--no-shuffle", a.no_shuffle, "keep the batch order fixed");
+  c.flag("--no-plateau", a.no_plateau, "disable ReduceLROnPlateau (factor 0.8, patience 3)");
+  c.flag("--quiet", a.quiet, "no progress bar");
+  c.flag("--distributed", a.distributed,
+         "data parallel over the ranks of an MPI job (automatic when mpirun starts several): "
+         "--batch is the global batch, split over the ranks; rank 0 writes the files");
+  add_dataset_options(c, a.data);
+  add_device_option(c, a.device);
+}
+
+// The training options of a command line (all of them checked, the combinations too: a usage
+// error exits 2 before anything is read or written).
+inline unetsrnn::TrainOptions train_options(const TrainArgs& a) {
+  using namespace unetsrnn;
+  const bool seed_protocol = a.protocol == "seed";
+  // In the seed protocol the original's settings replace the defaults; explicit options win.
+  if (a.out.empty()) app::usage_error("train", "--out DIR is required");
+  TrainOptions o;
+  o.model = a.model;
+  o.loss = parse_loss(a.loss);
+  o.epochs = a.epochs.value_or(seed_protocol ? 220 : 20);
+  o.batch = a.batch.value_or(2);
+  o.adam.lr = a.lr.value_or(seed_protocol ? 1e-5 : 1e-3);
+  o.adam.decay = a.decay.value_or(seed_protocol ? 1.99e-7 : 0.0);
+  o.seed = static_cast<std::uint64_t>(a.seed);
+  o.shuffle = !(a.no_shuffle || seed_protocol);
+  o.augmentation.enabled = a.augment;
+  o.plateau = a.schedule == "plateau" && !a.no_plateau;
+  o.cosine = a.schedule == "cosine";
+  o.cosine_min_lr = a.min_lr;
+  if (a.folds >= 2 && a.fold >= a.folds)
+    app::usage_error("train", "--fold must be in [0, " + std::to_string(a.folds - 1) + "]");
+  o.plateau_options.factor = 0.8;
+  o.plateau_options.patience = 3;
+  o.plateau_options.min_lr = seed_protocol ? 1e-5 : 1e-6;
+  o.out_dir = a.out;
+  o.resume = a.resume;
+  o.init_weights = a.init_weights;
+  try {
+    check_train_options(o);
+  } catch (const std::invalid_argument& e) {
+    app::usage_error("train", e.what());
+  }
+  return o;
+}
+
 // --distributed, or a launch by mpirun (several ranks): the data-parallel transport of device Dev
 // (MPI on the CPU, NCCL on the GPU); null for one process.
 template <class Dev>
-std::unique_ptr<unetsrnn::Communicator<Dev>> make_communicator(const cli::Parser& p) {
-  if (!p.has("--distributed") && !unetsrnn::launched_by_mpi()) return nullptr;
+std::unique_ptr<unetsrnn::Communicator<Dev>> make_communicator(const TrainArgs& a) {
+  if (!a.distributed && !unetsrnn::launched_by_mpi()) return nullptr;
   if constexpr (std::is_same_v<Dev, unetsrnn::Cpu>) {
 #ifdef UNETSRNN_EXAMPLES_MPI
     return std::make_unique<unetsrnn::MpiCommunicator>();
@@ -42,119 +157,19 @@ std::unique_ptr<unetsrnn::Communicator<Dev>> make_communicator(const cli::Parser
   }
 }
 
-inline cli::Parser train_parser() {
-  cli::Parser p("train", "Train a U-Net / CR-UNet on one or more image+mask folders.");
-  p.option("--model", "NAME", unetsrnn::model_help("model to train"), "crunet_res_lw");
-  p.option("--loss", "NAME", "bce | bce_dice_seed (the original's) | bce_dice (image soft Dice)",
-           "bce");
-  p.option("--epochs", "N", "training epochs", "20");
-  p.option("--batch", "N", "images per batch", "2");
-  p.option("--lr", "RATE", "Adam learning rate", "1e-3");
-  p.option("--decay", "D", "Keras time decay: lr / (1 + D * step)", "0");
-  p.option("--seed", "N", "seed of weights, split, batch order and augmentation", "1");
-  p.option("--test-fraction", "F", "test part of each dataset", "0.1");
-  p.option("--val-fraction", "F", "validation part carved from each training part", "0.1");
-  p.option(
-      "--folds", "K",
-      "k-fold cross-validation: K folds of each dataset (seeded), fold --fold is the test part; "
-      "0 = one random split by --test-fraction",
-      "0");
-  p.option("--fold", "F", "which fold (0 .. K-1) is the test part when --folds K is given", "0");
-  p.option("--schedule", "NAME",
-           "plateau (ReduceLROnPlateau 0.8/3 on validation loss) | cosine (per epoch, --lr down "
-           "to --min-lr) | none",
-           "plateau");
-  p.option("--min-lr", "RATE", "final learning rate of the cosine schedule", "1e-5");
-  p.option("--protocol", "NAME",
-           "default | seed (the original: lr 1e-5, decay 1.99e-7, batch 2, 220 epochs, no "
-           "shuffling; explicit options still win)",
-           "default");
-  p.option("--out", "DIR", "output folder (checkpoints, log.csv, curve.png, result.json)", "");
-  p.option("--init-weights", "FILE", "start from these weights", "");
-  p.flag("--resume", "continue the run in --out from its last checkpoint");
-  p.flag("--augment", "random flips/rotations/brightness/contrast (off in the seed protocol)");
-  p.flag("--no-shuffle", "keep the batch order fixed");
-  p.flag("--no-plateau", "disable ReduceLROnPlateau (factor 0.8, patience 3)");
-  p.flag("--quiet", "no progress bar");
-  p.flag("--distributed",
-         "data parallel over the ranks of an MPI job (automatic when mpirun starts several): "
-         "--batch is the global batch, split over the ranks; rank 0 writes the files");
-  add_dataset_options(p);
-  add_device_option(p);
-  return p;
-}
-
 template <class Dev>
-int train_body(const cli::Parser& p) {
+int train_body(const TrainArgs& a) {
   using namespace unetsrnn;
   // Every option is checked (usage errors, exit 2) before the output folder is locked and before
   // any data is read.
-  if (p.get("--out").empty()) p.usage_error("--out DIR is required");
-  const std::string protocol = p.get("--protocol");
-  if (protocol != "default" && protocol != "seed")
-    p.usage_error("--protocol must be default or seed, got '" + protocol + "'");
-  const bool seed_protocol = protocol == "seed";
-  // In the seed protocol the original's settings replace the defaults; explicit options still
-  // win.
-  auto int_opt = [&](const char* name, int seed_value) {
-    return p.has(name) || !seed_protocol ? p.get_int_in(name, 1) : seed_value;
-  };
-  auto num_opt = [&](const char* name, double seed_value, bool zero_allowed) {
-    return p.has(name) || !seed_protocol
-               ? p.get_double_in(name, 0.0, std::numeric_limits<double>::infinity(), !zero_allowed)
-               : seed_value;
-  };
-
-  TrainOptions o;
-  o.model = p.get("--model");
-  try {
-    o.loss = parse_loss(p.get("--loss"));
-  } catch (const std::invalid_argument& e) {
-    p.usage_error(std::string("--loss: ") + e.what());
-  }
-  o.epochs = int_opt("--epochs", 220);
-  o.batch = int_opt("--batch", 2);
-  o.adam.lr = num_opt("--lr", 1e-5, false);
-  o.adam.decay = num_opt("--decay", 1.99e-7, true);
-  o.seed = static_cast<std::uint64_t>(p.get_int_in("--seed", 0));
-  o.shuffle = !(p.has("--no-shuffle") || seed_protocol);
-  o.augmentation.enabled = p.has("--augment");
-  const std::string schedule = p.get("--schedule");
-  if (schedule != "plateau" && schedule != "cosine" && schedule != "none")
-    p.usage_error("--schedule must be plateau, cosine or none, got '" + schedule + "'");
-  o.plateau = schedule == "plateau" && !p.has("--no-plateau");
-  o.cosine = schedule == "cosine";
-  o.cosine_min_lr = p.get_double_in("--min-lr", 0.0, std::numeric_limits<double>::infinity());
-  const int folds = p.get_int("--folds"), fold = p.get_int("--fold");
-  if (folds == 1 || folds < 0) p.usage_error("--folds must be 0 (off) or >= 2");
-  if (folds >= 2 && (fold < 0 || fold >= folds))
-    p.usage_error("--fold must be in [0, " + std::to_string(folds - 1) + "]");
-  o.plateau_options.factor = 0.8;
-  o.plateau_options.patience = 3;
-  o.plateau_options.min_lr = seed_protocol ? 1e-5 : 1e-6;
-  o.out_dir = p.get("--out");
-  o.resume = p.has("--resume");
-  o.progress = !p.has("--quiet");
-  o.init_weights = p.get("--init-weights");
-  const double test_fraction = p.get_double_in("--test-fraction", 0.0, 1.0, false, true);
-  const double val_fraction = p.get_double_in("--val-fraction", 0.0, 1.0, false, true);
-  try {
-    check_train_options(o);
-  } catch (const std::invalid_argument& e) {
-    p.usage_error(e.what());
-  }
-  const DatasetOptions data_options = dataset_options(p);
-  const std::vector<std::string> dirs = dataset_dirs(p);
+  TrainOptions o = train_options(a);
+  const DatasetOptions data_options = dataset_options(a.data);
+  const std::vector<std::string> dirs = dataset_dirs("train", a.data);
 
   // Before the model: the NCCL transport picks this rank's GPU.
-  const std::unique_ptr<Communicator<Dev>> comm = make_communicator<Dev>(p);
+  const std::unique_ptr<Communicator<Dev>> comm = make_communicator<Dev>(a);
   const bool root = !comm || comm->is_root();
-  std::unique_ptr<AnyModel<Dev>> model;
-  try {
-    model = make_model<Dev>(o.model);
-  } catch (const std::invalid_argument& e) {
-    p.usage_error(std::string("--model: ") + e.what());
-  }
+  std::unique_ptr<AnyModel<Dev>> model = make_model<Dev>(o.model);
   if (!o.init_weights.empty()) {  // fully checked now, loaded by the trainer
     const WeightsHeader init = read_weights_header(o.init_weights);
     if (init.model_name != model->name())
@@ -170,11 +185,12 @@ int train_body(const cli::Parser& p) {
   }
 
   LoadedData data = load_datasets(dirs, data_options, root);
-  Split split = folds >= 2 ? kfold_splits_datasets(data.counts, folds, o.seed,
-                                                   val_fraction)[static_cast<std::size_t>(fold)]
-                           : split_datasets(data.counts, test_fraction, o.seed, val_fraction);
+  Split split = a.folds >= 2
+                    ? kfold_splits_datasets(data.counts, a.folds, o.seed,
+                                            a.val_fraction)[static_cast<std::size_t>(a.fold)]
+                    : split_datasets(data.counts, a.test_fraction, o.seed, a.val_fraction);
   o.fingerprint = std::move(data.fingerprint);
-  o.fingerprint.add("test_fraction", test_fraction).add("val_fraction", val_fraction);
+  o.fingerprint.add("test_fraction", a.test_fraction).add("val_fraction", a.val_fraction);
   if (root)
     std::printf("model %s (%zu parameters) on %s, loss %s, %zu train / %zu val / %zu test images\n",
                 model->name().c_str(), model->parameter_count(), Dev::name,
@@ -183,7 +199,9 @@ int train_body(const cli::Parser& p) {
   if (comm && root)
     std::printf("data parallel over %d ranks, global batch %d\n", comm->size(), o.batch);
   Trainer trainer(o, *model, data.samples, split, comm.get());
-  EvalResult r;
+  app::RunReport report(!a.quiet);  // told on rank 0 only
+  trainer.add_observer(report);
+  TrainResult r;
   try {
     r = trainer.run();
   } catch (const std::exception& e) {
@@ -196,10 +214,14 @@ int train_body(const cli::Parser& p) {
   }
   if (!root) return 0;
   std::printf("test Dice %.4f (threshold 0.5), %.4f (threshold 0.3), IoU %.4f on %zu images\n",
-              r.dice, r.dice_at_03, r.iou, r.images);
+              r.test.dice, r.test.dice_at_03, r.test.iou, r.test.images);
   std::printf("wrote %s/{log.csv,curve.png,best.weights,last.weights,split.txt,result.json}\n",
               o.out_dir.string().c_str());
   return 0;
 }
+
+#ifdef UNETSRNN_EXAMPLES_CUDA
+int on_cuda(const TrainArgs& args);  // train_body<Cuda> (cuda_programs.cu)
+#endif
 
 }  // namespace examples

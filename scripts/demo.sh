@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev >/dev/null
+  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev libcli11-dev \
+    nlohmann-json3-dev >/dev/null
 fi
 # Its own build folder, configured with every option it depends on, so that it and the test command
 # (build/) never reuse each other's cache. The demo runs on the CPU: no CUDA parts are built.

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev python3-torch \
+  apt-get install -y -qq cmake g++ make libeigen3-dev doctest-dev libstb-dev libcli11-dev \
+    nlohmann-json3-dev python3-torch \
     libopenmpi-dev openmpi-bin iproute2 clang-14 libclang-rt-14-dev libomp-14-dev \
     g++-aarch64-linux-gnu qemu-user >/dev/null
 fi

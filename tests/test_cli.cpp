@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -14,15 +15,71 @@ using namespace test_support;
 
 TEST_CASE("--help works and unknown options are rejected") {
   TempDir tmp("help");
-  for (const char* program : {"train", "evaluate", "predict", "demo"}) {
+  for (const char* program : {"train", "evaluate", "predict", "demo", "chart"}) {
+    CAPTURE(program);
     const Run help = run(program, {"--help"}, tmp.path);
     CHECK(help.exit_code == 0);
-    CHECK(help.out.find("usage:") != std::string::npos);
+    CHECK(help.out.find(std::string("usage: ") + program) != std::string::npos);
     const Run bad = run(program, {"--no-such-option"}, tmp.path);
     CHECK(bad.exit_code == 2);
     CHECK(bad.err.find("unknown option '--no-such-option'") != std::string::npos);
+    const Run stray = run(program, {"stray"}, tmp.path);
+    CHECK(stray.exit_code == 2);
+    CHECK(stray.err.find("unexpected argument 'stray'") != std::string::npos);
   }
   expect_failure(run("train", {"--epochs", "many", "--out", "x"}, tmp.path), "needs an integer");
+  // The defaults are in the help.
+  const Run help = run("train", {"--help"}, tmp.path);
+  CHECK(help.out.find("--batch N") != std::string::npos);
+  CHECK(help.out.find("images per batch (default: 2)") != std::string::npos);
+  CHECK(help.out.find("crunet_res_lw") != std::string::npos);
+}
+
+TEST_CASE("every program: a bad command line exits 2 naming the option, before reading anything") {
+  TempDir tmp("usage");
+  make_dataset(tmp.path / "d", 4);
+  // A corrupt image: had the data been read first, it would be the error.
+  write_bytes(tmp.path / "d/image/synth_00001.png", "corrupt");
+  const std::string d = (tmp.path / "d").string(), out = (tmp.path / "out").string();
+  const std::string image = (tmp.path / "d/image/synth_00000.png").string();
+  struct Case {
+    std::string program;
+    std::vector<std::string> args;
+    std::string option;  // the message names it
+  };
+  const std::vector<Case> cases{
+      {"train", {"--data", d, "--out", out, "--seed", "-1"}, "--seed"},
+      {"train", {"--data", d, "--out", out, "--device", "gpu"}, "--device"},
+      {"train", {"--data", d, "--out", out, "--protocol", "keras"}, "--protocol"},
+      {"train", {"--data", d, "--out", out, "--mask-mode", "grey"}, "--mask-mode"},
+      {"train", {"--data", d, "--out", out, "--val-fraction", "1"}, "--val-fraction"},
+      {"train", {"--data", d, "--out", out, "--min-lr", "-0.1"}, "--min-lr"},
+      {"train", {"--data", d, "--out", out, "--folds", "3", "--fold", "3"}, "--fold"},
+      {"train", {"--data", d}, "--out"},
+      {"train", {"--data", d, "--out"}, "--out"},
+      {"evaluate", {"--data", d}, "--weights"},
+      {"evaluate", {"--data", d, "--weights", "w", "--part", "all"}, "--part"},
+      {"evaluate", {"--data", d, "--weights", "w", "--loss", "l2"}, "--loss"},
+      {"predict", {"--input", image, "--out", out, "--threshold", "1"}, "--threshold"},
+      {"predict", {"--input", image, "--out", out, "--width", "0"}, "--width"},
+      {"predict", {"--input", image}, "--out"},
+      {"predict", {"--out", out}, "--input"},
+      {"demo", {"--out", out, "--images", "5"}, "--images"},
+      {"demo", {"--out", out, "--model", "resnet"}, "--model"},
+      {"demo", {"--out", out, "--lr", "0"}, "--lr"},
+      {"chart", {"--csv", "c.csv", "--out", "c.png", "--y-min", "low"}, "--y-min"},
+      {"chart", {"--out", "c.png"}, "--csv"},
+  };
+  for (const Case& c : cases) {
+    const Run r = run(c.program, c.args, tmp.path);
+    INFO(c.program, " ", c.option, ": ", r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.rfind(c.program + ": ", 0) == 0);
+    CHECK(r.err.find(c.option) != std::string::npos);
+    CHECK(r.err.find("(see " + c.program + " --help)") != std::string::npos);
+    CHECK(r.err.find("synth_00001") == std::string::npos);
+    CHECK(!fs::exists(out));
+  }
 }
 
 TEST_CASE("train rejects bad datasets by name, with no output written") {
@@ -107,7 +164,18 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
                         "result.json", "checkpoint.txt"})
     CHECK_MESSAGE(fs::exists(out / f), f);
   CHECK(slurp(out / "log.csv").find("\n2,") != std::string::npos);
-  CHECK(slurp(out / "result.json").find("\"dice_at_0.3\"") != std::string::npos);
+  // result.json, parsed back: what experiments/run.py reads from it.
+  const nlohmann::json result = nlohmann::json::parse(slurp(out / "result.json"));
+  CHECK(result["model"] == "unet2d_lw");
+  CHECK(result["epochs"] == 2);
+  for (const char* key : {"best_epoch", "best_val_dice", "train_images", "val_images",
+                          "test_images", "train_seconds"})
+    CHECK_MESSAGE(result.contains(key), key);
+  CHECK(result["test"]["per_image"].size() == result["test_images"].get<std::size_t>());
+  for (const char* key : {"dice", "dice_at_0.3", "iou"}) {
+    CHECK_MESSAGE(result["test"].contains(key), key);
+    CHECK_MESSAGE(result["test_best_weights"].contains(key), key);
+  }
   // No temporary files are left behind.
   for (const auto& f : files_in(out)) CHECK_MESSAGE(f.find(".tmp.") == std::string::npos, f);
 
@@ -119,6 +187,14 @@ TEST_CASE("train, evaluate and predict work together; weights errors are clear")
   INFO("evaluate stderr: ", e.err);
   CHECK(e.exit_code == 0);
   CHECK(e.out.find("\"model\": \"unet2d_lw\"") != std::string::npos);
+  // Its JSON (after the dataset's summary line), parsed back: the test part of split.txt, the
+  // same numbers as result.json's.
+  const nlohmann::json metrics = nlohmann::json::parse(e.out.substr(e.out.find('{')));
+  CHECK(metrics["images"] == result["test_images"]);
+  CHECK(metrics["dice"] == result["test"]["dice"]);
+  REQUIRE(metrics["per_image"].size() == result["test"]["per_image"].size());
+  for (std::size_t i = 0; i < metrics["per_image"].size(); ++i)
+    CHECK(metrics["per_image"][i]["name"] == result["test"]["per_image"][i]["name"]);
 
   const fs::path pred = tmp.path / "pred";
   const Run p = run("predict",

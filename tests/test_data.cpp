@@ -20,13 +20,17 @@
 #include "unetsrnn/data/synthetic.hpp"
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/io/image.hpp"
-#include "unetsrnn/io/plot.hpp"
 
 #ifndef UNETSRNN_SOURCE_DIR
 #define UNETSRNN_SOURCE_DIR "."
 #endif
 
+#include "test_support.hpp"
+
 using namespace unetsrnn;
+using test_support::error_of;
+using test_support::slurp;
+using test_support::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
@@ -75,26 +79,6 @@ Image box_mask(int h, int w, int y0, int y1, int x0, int x1) {
   for (int y = y0; y < y1; ++y)
     for (int x = x0; x < x1; ++x) m.at(y, x, 0) = 1.0f;
   return m;
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 DatasetOptions small(MaskMode mode = MaskMode::Auto) {
@@ -653,7 +637,7 @@ TEST_CASE("splits: write_split / read_split round trip") {
   }
   const Split split = split_datasets({4, 3}, 0.25, 9, 0.3);
   write_split(dir / "split.txt", split, samples, "seed 9\nD1+D2");
-  const std::string text = read_bytes(dir / "split.txt");
+  const std::string text = slurp(dir / "split.txt");
   CHECK(text.find("# seed 9") != std::string::npos);
   CHECK(text.find("dataset 2\timg 5.png") != std::string::npos);
   const std::vector<SplitEntry> entries = read_split(dir / "split.txt");
@@ -836,39 +820,4 @@ TEST_CASE("synthetic: written folders load back through FolderDataset") {
       worst = std::max(worst, std::abs(ds[i].image[k] - direct[i].image[k]));
     CHECK(worst <= 0.5f / 255 + 1e-6f);
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-TEST_CASE("plot: writes a readable, non-blank chart") {
-  TempDir dir;
-  PlotSeries loss{"train loss", {0.9, 0.6, 0.45, 0.4, 0.38}, {}, {}};
-  PlotSeries val{"val loss", {1.0, 0.7, std::nan(""), 0.5, 0.49}, {}, {}};
-  PlotSeries dice{"val Dice", {0.2, 0.5, 0.7, 0.8, 0.85}, {}, Rgb{0.1f, 0.7f, 0.1f}};
-  PlotOptions o;
-  o.width = 480;
-  o.height = 320;
-  o.title = "training";
-  o.y_label = "loss / dice";
-  save_line_chart(dir / "chart.png", {loss, val, dice}, o);
-  const Image img = load_image(dir / "chart.png");
-  CHECK(img.width == 480);
-  CHECK(img.height == 320);
-  std::size_t non_white = 0;
-  std::set<std::array<int, 3>> colours;
-  for (std::size_t p = 0; p < img.pixels(); ++p) {
-    const std::array<int, 3> c = {static_cast<int>(img.data[p * 3] * 255 + 0.5f),
-                                  static_cast<int>(img.data[p * 3 + 1] * 255 + 0.5f),
-                                  static_cast<int>(img.data[p * 3 + 2] * 255 + 0.5f)};
-    non_white += c != std::array<int, 3>{255, 255, 255};
-    colours.insert(c);
-  }
-  CHECK(non_white > 2000);
-  CHECK(non_white < img.pixels() / 2);
-  CHECK(colours.count({26, 179, 26}) == 1);  // the explicit series colour is drawn
-  CHECK(colours.size() >= 5);
-
-  // Degenerate input still renders (constant series, empty series).
-  CHECK_NOTHROW(render_line_chart({{"flat", {1, 1, 1}, {}, {}}}));
-  CHECK_NOTHROW(render_line_chart({}));
-  CHECK_THROWS_AS(render_line_chart({{"bad", {1, 2}, {1}, {}}}), std::invalid_argument);
 }

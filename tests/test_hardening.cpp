@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "app/training_log.hpp"
 #include "test_support.hpp"
 #include "unetsrnn/data/synthetic.hpp"
 #include "unetsrnn/io/image.hpp"
@@ -451,18 +452,18 @@ TEST_CASE("checkpoint.txt and log.csv: round trips, version 1, damage named by f
   CHECK(contains(damage("unetsrnn checkpoint v2", "hello"), "is not a unetsrnn checkpoint"));
   CHECK(contains(error_of([&] { parse_checkpoint(text.substr(0, 40), "ck.txt"); }), "ck.txt"));
 
-  const std::vector<train_detail::LogRow> rows{{1, 0.5, 0.1, 0.6, 0.2, 1e-3, 1.5},
-                                               {2, 0.4, 0.2, std::nan(""), 0.3, 1e-3, 1.5}};
-  const std::string csv = train_detail::log_csv(rows);
-  const auto read = train_detail::parse_log_csv(csv, "log.csv", 2);
+  const std::vector<EpochRecord> rows{{1, 0.5, 0.1, 0.6, 0.2, 1e-3, 1.5},
+                                      {2, 0.4, 0.2, std::nan(""), 0.3, 1e-3, 1.5}};
+  const std::string csv = app::log_csv(rows);
+  const auto read = app::parse_log_csv(csv, "log.csv", 2);
   REQUIRE(read.size() == 2);
   CHECK(std::isnan(read[1].val_loss));
-  CHECK(train_detail::parse_log_csv(csv, "log.csv", 1).size() == 1);
-  CHECK(contains(error_of([&] { train_detail::parse_log_csv(csv, "log.csv", 3); }),
+  CHECK(app::parse_log_csv(csv, "log.csv", 1).size() == 1);
+  CHECK(contains(error_of([&] { app::parse_log_csv(csv, "log.csv", 3); }),
                  "has 2 epochs, the checkpoint needs 3"));
   std::string bad = csv;
   bad.replace(bad.find("0.4"), 3, "x.4");
-  CHECK(contains(error_of([&] { train_detail::parse_log_csv(bad, "log.csv", 2); }),
+  CHECK(contains(error_of([&] { app::parse_log_csv(bad, "log.csv", 2); }),
                  "'log.csv' line 3: 'x.4' is not a number"));
 }
 
@@ -478,7 +479,6 @@ struct TinyRun {
     o.epochs = epochs;
     o.batch = 2;
     o.out_dir = out;
-    o.progress = false;
     o.plateau = false;
     return o;
   }
@@ -492,7 +492,6 @@ TEST_CASE("a training that diverges stops, keeping its last good checkpoint") {
   const fs::path out = tmp.path / "run";
   auto model = make_model<Cpu>("unet2d_lw");
   Trainer<Cpu> trainer(data.options(out, 4), *model, data.samples, data.split);
-  trainer.log = [](const std::string&) {};
   // The last step of epoch 2 turns a weight into NaN: the step's own loss was finite, the model
   // is not (only the validation, or the next batch, can tell).
   auto params = model->parameters();
@@ -507,7 +506,6 @@ TEST_CASE("a training that diverges stops, keeping its last good checkpoint") {
         auto again = make_model<Cpu>("unet2d_lw");
         TrainOptions o = data.options(tmp.path / "run2", 4);
         Trainer<Cpu> t(o, *again, data.samples, data.split);
-        t.log = [](const std::string&) {};
         auto p = again->parameters();
         t.on_step = [&](const TrainStep&) { p[0].param->value[0] = INFINITY; };
         t.run();
@@ -531,7 +529,6 @@ TEST_CASE("resuming with another fingerprint is refused, saying what differs") {
   o.fingerprint.add("data.1.image/a.png", 100);
   {
     Trainer<Cpu> t(o, *model, data.samples, data.split);
-    t.log = [](const std::string&) {};
     t.run();
   }
   o.resume = true;
@@ -539,7 +536,6 @@ TEST_CASE("resuming with another fingerprint is refused, saying what differs") {
   o.fingerprint = RunFingerprint{};
   o.fingerprint.add("data.1.image/a.png", 101);
   Trainer<Cpu> t(o, *model, data.samples, data.split);
-  t.log = [](const std::string&) {};
   const std::string message = error_of([&] { t.run(); });
   CHECK(contains(message, "cannot resume the run in '" + out.string() + "'"));
   CHECK(contains(message, "data.1.image/a.png: '100' in the checkpoint, '101' now"));

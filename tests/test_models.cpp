@@ -79,7 +79,8 @@ TEST_CASE("factory builds every model by name and rejects unknown names") {
   CHECK(std::set<std::string>(names.begin(), names.end()).size() == names.size());
   const std::string help = model_help("model to train");
   for (const auto& name : names) {
-    CHECK(help.find("\n                               " + name + " ") != std::string::npos);
+    CHECK(help.find("\n  " + name + " ") != std::string::npos);
+    CHECK_NOTHROW(check_model_name(name));
     auto m = make_model(name);
     CHECK(m->name() == name);
     CHECK(m->parameter_count() > 0);
@@ -87,6 +88,8 @@ TEST_CASE("factory builds every model by name and rejects unknown names") {
   CHECK(make_model("unet2d_lw")->parameter_count() == 485817);
   CHECK(make_model("crunet_res_hw")->parameter_count() == 14448321);
   CHECK_THROWS_WITH_AS(make_model("crunet"), doctest::Contains("valid models"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(check_model_name("crunet"), doctest::Contains("unknown model 'crunet'"),
                        std::invalid_argument);
 }
 

@@ -23,6 +23,7 @@
 #include "unetsrnn/ops/ops.hpp"
 
 #include "cpu_paths.hpp"
+#include "placed_view.hpp"
 #include "random_tensors.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
@@ -30,41 +31,12 @@
 
 using namespace unetsrnn;
 using testing::fill_uniform;
+using testing::Placed;
 using testing::random_tensor;
 
 namespace {
 
-constexpr float kSentinel = -777.25f;  // marks memory an op must not touch
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// A view that is either a whole tensor or a channel block inside a larger one (as fused
-// concatenation produces), with the rest of the larger tensor holding a sentinel.
-struct Placed {
-  Tensor<Cpu> whole;
-  View<Cpu> view;
-  int before = 0;
-
-  Placed(const Placed&) = delete;  // `view` points into `whole`
-  Placed& operator=(const Placed&) = delete;
-  Placed(Shape s, bool strided, int before_channels = 2, int after_channels = 3) {
-    before = strided ? before_channels : 0;
-    const int after = strided ? after_channels : 0;
-    whole = Tensor<Cpu>(Shape{s.n, s.c + before + after, s.h, s.w}, kSentinel);
-    view = whole.view().channels(before, s.c);
-  }
-  // True when every element outside the block still holds the sentinel.
-  bool outside_untouched() const {
-    const CView<Cpu> all = whole.cview();
-    for (int n = 0; n < all.shape.n; ++n)
-      for (int c = 0; c < all.shape.c; ++c) {
-        if (c >= before && c < before + view.shape.c) continue;
-        const float* p = all.channel(n, c);
-        for (std::size_t k = 0; k < all.shape.plane(); ++k)
-          if (std::memcmp(&p[k], &kSentinel, sizeof(float)) != 0) return false;
-      }
-    return true;
-  }
-};
 
 // max |a - b| / max(max |b|, 1e-30): the error relative to the reference's largest magnitude.
 double relative_error(CView<Cpu> a, CView<Cpu> b) {

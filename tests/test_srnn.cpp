@@ -19,48 +19,19 @@
 
 #include "cpu_paths.hpp"
 #include "gradcheck.hpp"
+#include "placed_view.hpp"
 #include "unetsrnn/core/rng.hpp"
 #include "unetsrnn/layers/srnn.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
 #include "unetsrnn/ops/reference/srnn.hpp"
 
 using namespace unetsrnn;
+using testing::Placed;
 
 namespace {
 
-constexpr float kSentinel = -777.25f;  // marks memory an op must not touch
-
 // Uniform magnitudes in [0.05, 1] with random signs: away from the ReLU kink at 0.
 void fill_signed(View<Cpu> v, Rng& rng) { testing::fill_signed(v, rng, 0.05, 1.0); }
-
-// A view that is either a whole tensor or a channel block inside a larger one (as fused
-// concatenation produces: consecutive images are not adjacent), the rest holding a sentinel.
-struct Placed {
-  Tensor<Cpu> whole;
-  View<Cpu> view;
-  int before = 0;
-
-  Placed(const Placed&) = delete;  // `view` points into `whole`
-  Placed& operator=(const Placed&) = delete;
-  Placed(Shape s, bool strided, float fill = kSentinel) {
-    before = strided ? 2 : 0;
-    const int after = strided ? 3 : 0;
-    whole = Tensor<Cpu>(Shape{s.n, s.c + before + after, s.h, s.w}, kSentinel);
-    view = whole.view().channels(before, s.c);
-    for (int n = 0; n < s.n; ++n) std::fill(view.image(n), view.image(n) + s.image_size(), fill);
-  }
-  bool outside_untouched() const {
-    const CView<Cpu> all = whole.cview();
-    for (int n = 0; n < all.shape.n; ++n)
-      for (int c = 0; c < all.shape.c; ++c) {
-        if (c >= before && c < before + view.shape.c) continue;
-        const float* p = all.channel(n, c);
-        for (std::size_t k = 0; k < all.shape.plane(); ++k)
-          if (std::memcmp(&p[k], &kSentinel, sizeof(float)) != 0) return false;
-      }
-    return true;
-  }
-};
 
 void copy_into(CView<Cpu> src, View<Cpu> dst) {
   for (int n = 0; n < src.shape.n; ++n)
@@ -238,7 +209,8 @@ PATH_TEST_CASE("srnn fast path matches the literal reference: rules x activation
           // One direction's dy at a time, so that each direction's dx is judged on its own scale.
           for (int d = 0; d < kDirections; ++d) {
             CAPTURE(d);
-            Placed dy_d(ys, strided, 0.0f);
+            Placed dy_d(ys, strided);
+            dy_d.fill(0.0f);
             for (int n = 0; n < 2; ++n)
               for (int c = 0; c < C; ++c)
                 std::memcpy(dy_d.view.channel(n, d * C + c), dy.view.channel(n, d * C + c),

@@ -43,7 +43,9 @@ inline std::string slurp(const fs::path& p) {
 }
 
 inline void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE_MESSAGE(out.good(), "cannot write '", p.string(), "'");
 }
 
 // A scratch folder, removed at the end of the test.

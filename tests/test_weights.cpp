@@ -19,7 +19,13 @@
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/io/weights.hpp"
 
+#include "test_support.hpp"
+
 using namespace unetsrnn;
+using test_support::contains;
+using test_support::error_of;
+using test_support::slurp;
+using test_support::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
@@ -96,15 +102,6 @@ struct TempDir {
   }
 };
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
 std::string u32_le(std::uint32_t v) {
   std::string s(4, '\0');
   for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
@@ -114,20 +111,6 @@ std::string u32_le(std::uint32_t v) {
 std::string with_fixed_crc(std::string bytes) {
   bytes.resize(bytes.size() - 4);
   return bytes + u32_le(crc32(bytes));
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 }  // namespace
@@ -155,11 +138,11 @@ TEST_CASE("write_file_atomic writes bytes and replaces an existing file") {
   const fs::path target = dir.path / "out.bin";
   const std::string first("abc\0def", 7);
   write_file_atomic(target, first);
-  CHECK(read_bytes(target) == first);
+  CHECK(slurp(target) == first);
   write_file_atomic(target, [](std::ostream& out) { out << "second"; });
-  CHECK(read_bytes(target) == "second");
+  CHECK(slurp(target) == "second");
   write_file_atomic(target, "third", Durability::Flushed);
-  CHECK(read_bytes(target) == "third");
+  CHECK(slurp(target) == "third");
   CHECK(dir.entries() == std::vector<std::string>{"out.bin"});
 }
 
@@ -185,7 +168,7 @@ TEST_CASE("write_file_atomic keeps the old file when the writer fails") {
     });
     CHECK(contains(message, str_cat("cannot write '", target.string(), "'")));
   }
-  CHECK(read_bytes(target) == "old contents");
+  CHECK(slurp(target) == "old contents");
   CHECK(dir.entries() == std::vector<std::string>{"keep.txt"});
 }
 
@@ -223,7 +206,7 @@ TEST_CASE("weights round trip is bit-exact, including special values") {
   // Saving the loaded model reproduces the file byte for byte.
   const fs::path again = dir.path / "b.weights";
   save_weights(loaded, again);
-  CHECK(read_bytes(again) == read_bytes(file));
+  CHECK(slurp(again) == slurp(file));
 }
 
 TEST_CASE("weights file layout matches docs/weights-format.md") {
@@ -247,7 +230,7 @@ TEST_CASE("weights file layout matches docs/weights-format.md") {
   expected += u32_le(1) + u32_le(2) + u32_le(1) + u32_le(1);  // N, C, H, W
   expected += std::string("\x00\x00\x80\x3F\x00\x00\x20\xC0", 8);
   expected += u32_le(crc32(expected));
-  CHECK(read_bytes(file) == expected);
+  CHECK(slurp(file) == expected);
 
   const WeightsHeader header = read_weights_header(file);
   CHECK(header.version == 1u);
@@ -279,7 +262,7 @@ TEST_CASE("load_weights rejects bad files and leaves the model untouched") {
   FakeModel saved;
   saved.fill(0.25f);
   save_weights(saved, good);
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = slurp(good);
 
   FakeModel target;
   target.fill(7.0f);
@@ -357,7 +340,7 @@ TEST_CASE("load_weights reports truncation at every cut point") {
   FakeModel saved;
   saved.fill(1.0f);
   save_weights(saved, good);
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = slurp(good);
 
   FakeModel target;
   target.fill(9.0f);
@@ -392,7 +375,7 @@ TEST_CASE("any single flipped byte is detected") {
   FakeModel saved;
   saved.fill(2.0f);
   save_weights(saved, good);
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = slurp(good);
 
   FakeModel target;
   target.fill(5.0f);
@@ -434,7 +417,7 @@ TEST_CASE("NaN and infinity are refused on saving and on loading, naming the ten
   FakeModel saved;
   saved.fill(0.25f);
   save_weights(saved, good);
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = slurp(good);
   // The first value of the second tensor, 'enc1.conv.bias': after 54 values of the first.
   const std::size_t header = 8 + 4 + 4 + 8 + 4;
   const std::size_t first_values = header + 4 + 16 + 4 + 16;
@@ -473,7 +456,7 @@ TEST_CASE("a zero dimension is reported as such, not as a huge truncation") {
   FakeModel saved;
   saved.fill(0.25f);
   save_weights(saved, good);
-  std::string bytes = read_bytes(good);
+  std::string bytes = slurp(good);
   const std::size_t first_dims = 8 + 4 + 4 + 8 + 4 + 4 + 16 + 4;
   REQUIRE(bytes.substr(first_dims, 4) == u32_le(2));  // N of 'enc1.conv.weight' (2, 3, 3, 3)
   bytes.replace(first_dims, 4, u32_le(0));

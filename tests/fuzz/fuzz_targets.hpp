@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "app/training_log.hpp"
 #include "unetsrnn/io/image.hpp"
 #include "unetsrnn/io/weights.hpp"
 #include "unetsrnn/train/checkpoint.hpp"
@@ -78,7 +79,7 @@ inline int fuzz_optimiser_state(const std::uint8_t* data, std::size_t size) {
   return 0;
 }
 
-// checkpoint.txt (with its fingerprint and schedule line) and log.csv.
+// checkpoint.txt (with its fingerprint and schedule line) and log.csv (the examples' run report).
 inline int fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   try {
@@ -96,7 +97,7 @@ inline int fuzz_checkpoint(const std::uint8_t* data, std::size_t size) {
   } catch (const FormatError&) {
   }
   try {
-    (void)train_detail::parse_log_csv(text, "log.csv", 2);
+    (void)app::parse_log_csv(text, "log.csv", 2);
   } catch (const FormatError&) {
   }
   return 0;

@@ -135,9 +135,8 @@ void checkpoints() {
   v1 = v1.substr(0, v1.find("fingerprint"));
   put("checkpoint", "checkpoint_v1.txt", v1);
   put("checkpoint", "log.csv",
-      train_detail::log_csv(
-          {{1, 0.5, 0.1, 0.6, 0.2, 1e-3, 1.5},
-           {2, 0.4, 0.2, std::numeric_limits<double>::quiet_NaN(), 0.3, 1e-3, 1.25}}));
+      app::log_csv({{1, 0.5, 0.1, 0.6, 0.2, 1e-3, 1.5},
+                    {2, 0.4, 0.2, std::numeric_limits<double>::quiet_NaN(), 0.3, 1e-3, 1.25}}));
   std::ostringstream cosine;
   CosineSchedule(1e-3, 1e-5, 20).save_state(cosine);
   put("checkpoint", "cosine.txt", cosine.str());

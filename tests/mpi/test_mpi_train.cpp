@@ -13,6 +13,7 @@
 //   5. the gradient sums overlapped with the backward pass (GradientReducer as the pass's
 //      GradientReadyHook) equal the sums after the pass bit for bit, every bucket started during
 //      the pass.
+//   6. the trainer's observers are told on rank 0 only, and rank 0 writes the run's files.
 #include <unistd.h>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,8 @@
 #include <unetsrnn/dist/mpi.hpp>
 #include <unetsrnn/train/trainer.hpp>
 #include <vector>
+
+#include "app/run_report.hpp"
 
 using namespace unetsrnn;
 namespace fs = std::filesystem;
@@ -40,7 +43,18 @@ void check(bool ok, const std::string& what) {
   std::fflush(stdout);
 }
 
+// Counts what a TrainObserver is told.
+struct Counter : TrainObserver {
+  int starts = 0, batches = 0, epochs = 0, checkpoints = 0, finishes = 0;
+  void on_start(const TrainStart&) override { ++starts; }
+  void on_batch(const TrainStep&) override { ++batches; }
+  void on_epoch_end(const EpochRecord&) override { ++epochs; }
+  void on_checkpoint(int, const CheckpointFiles&) override { ++checkpoints; }
+  void on_finish(const TrainResult&) override { ++finishes; }
+};
+
 struct RunResult {
+  Counter told;
   std::vector<double> step_losses;
   std::vector<std::vector<float>> weights;
   EvalResult test;
@@ -64,14 +78,15 @@ RunResult train(const std::vector<Sample>& samples, const Split& split, const fs
   o.seed = 5;
   o.augmentation.enabled = true;  // the same augmentation on every rank
   o.out_dir = out;
-  o.progress = false;
   auto model = make_model<Cpu>(o.model);
   Trainer<Cpu> trainer(o, *model, samples, split, comm);
-  trainer.log = [](const std::string&) {};
+  app::RunReport report(false);  // the examples' report: log.csv, curve.png, result.json
+  trainer.add_observer(report);
   trainer.gradient_reducer().set_bucket_floats(bucket_floats);
   RunResult r;
+  trainer.add_observer(r.told);
   trainer.on_step = [&](const TrainStep& s) { r.step_losses.push_back(s.loss); };
-  r.test = trainer.run();
+  r.test = trainer.run().test;
   r.weights = weights_of(*model);
   r.buckets = trainer.gradient_reducer().buckets();
   return r;
@@ -166,6 +181,13 @@ int main(int argc, char** argv) {
   const RunResult dist = train(samples, split, dir / "dist", &comm, std::size_t{1} << 20);
   check(dist.step_losses.size() == 20,
         "20 optimiser steps (got " + std::to_string(dist.step_losses.size()) + ")");
+  const Counter& told = dist.told;
+  check(rank_id == 0
+            ? told.starts == 1 && told.batches == 20 && told.epochs == 4 && told.checkpoints == 4 &&
+                  told.finishes == 1
+            : told.starts + told.batches + told.epochs + told.checkpoints + told.finishes == 0,
+        "observers are told on rank 0 only (this rank: " + std::to_string(told.batches) +
+            " steps, " + std::to_string(told.epochs) + " epochs)");
   if (rank_id == 0) {
     const RunResult one = train(samples, split, dir / "one", nullptr, std::size_t{1} << 20);
     // Tolerances: the gradient of a batch is summed in another grouping (2 + 2 images instead of
@@ -241,7 +263,7 @@ int main(int argc, char** argv) {
               ")");
   }
 
-  // Rank 0 alone wrote files.
+  // 6. Rank 0 alone wrote files: its observers are told, the others' are not.
   check(rank_id != 0 || fs::exists(dir / "dist" / "result.json"), "rank 0 wrote result.json");
   comm.barrier();
   if (rank_id == 0) fs::remove_all(dir);

@@ -12,7 +12,7 @@
 // later finger occludes an earlier nail).
 //
 // Sample i depends only on (seed, i, H, W), not on `count`, so a larger set extends a smaller one.
-// Every mask has foreground. The representation is FolderDataset's (see data/dataset.hpp).
+// Every mask has foreground. The representation is FolderDataset's (see data/sample.hpp).
 #include <algorithm>
 #include <array>
 #include <cmath>

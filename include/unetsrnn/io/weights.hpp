@@ -2,7 +2,8 @@
 // Model weights files (.weights): save_weights / load_weights / read_weights_header.
 //
 // Format, version 1 (also in docs/weights-format.md). Every integer is an unsigned 32-bit
-// little-endian value, written byte by byte so files are identical on every host:
+// little-endian value, written byte by byte so files are identical on every host
+// (binary_codec.hpp):
 //
 //   offset  size  field
 //   0       8     magic "USRNNW\0\0"
@@ -46,6 +47,7 @@
 #include "unetsrnn/core/device.hpp"
 #include "unetsrnn/core/error.hpp"
 #include "unetsrnn/io/atomic_file.hpp"
+#include "unetsrnn/io/binary_codec.hpp"
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/layers/param.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
@@ -67,65 +69,6 @@ struct WeightsHeader {
 };
 
 namespace detail {
-
-// ---- encoding ----------------------------------------------------------------------------------
-
-inline void put_u32_le(unsigned char* out, std::uint32_t v) {
-  out[0] = static_cast<unsigned char>(v);
-  out[1] = static_cast<unsigned char>(v >> 8);
-  out[2] = static_cast<unsigned char>(v >> 16);
-  out[3] = static_cast<unsigned char>(v >> 24);
-}
-inline std::uint32_t get_u32_le(const unsigned char* in) {
-  return static_cast<std::uint32_t>(in[0]) | static_cast<std::uint32_t>(in[1]) << 8 |
-         static_cast<std::uint32_t>(in[2]) << 16 | static_cast<std::uint32_t>(in[3]) << 24;
-}
-
-// Writes to a stream while keeping the CRC-32 of everything written so far.
-class ChecksummedWriter {
- public:
-  explicit ChecksummedWriter(std::ostream& out) : out_(out) {}
-  void bytes(const void* data, std::size_t size) {
-    crc_ = crc32_update(crc_, data, size);
-    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
-  void u32(std::uint32_t v) {
-    unsigned char b[4];
-    put_u32_le(b, v);
-    bytes(b, 4);
-  }
-  void string(const std::string& s) {
-    u32(static_cast<std::uint32_t>(s.size()));
-    bytes(s.data(), s.size());
-  }
-  void floats(const float* data, std::size_t count) {
-    if constexpr (std::endian::native == std::endian::little) {
-      bytes(data, count * sizeof(float));
-    } else {
-      constexpr std::size_t kChunk = 4096;
-      unsigned char buffer[kChunk * 4];
-      for (std::size_t start = 0; start < count; start += kChunk) {
-        const std::size_t n = std::min(kChunk, count - start);
-        for (std::size_t i = 0; i < n; ++i)
-          put_u32_le(buffer + 4 * i, std::bit_cast<std::uint32_t>(data[start + i]));
-        bytes(buffer, 4 * n);
-      }
-    }
-  }
-  std::uint32_t crc() const { return crc_; }
-
- private:
-  std::ostream& out_;
-  std::uint32_t crc_ = 0;
-};
-
-inline void decode_floats(const unsigned char* in, float* out, std::size_t count) {
-  if constexpr (std::endian::native == std::endian::little) {
-    if (count) std::memcpy(out, in, count * sizeof(float));
-  } else {
-    for (std::size_t i = 0; i < count; ++i) out[i] = std::bit_cast<float>(get_u32_le(in + 4 * i));
-  }
-}
 
 // ---- parsing -----------------------------------------------------------------------------------
 
@@ -375,9 +318,7 @@ void save_weights(const Model& model, const std::filesystem::path& path) {
       for (int d : {s.n, s.c, s.h, s.w}) writer.u32(static_cast<std::uint32_t>(d));
       writer.floats(host->data(), host->size());
     }
-    unsigned char trailer[4];
-    detail::put_u32_le(trailer, writer.crc());
-    out.write(reinterpret_cast<const char*>(trailer), 4);
+    writer.crc_trailer();
   });
 }
 

@@ -95,15 +95,25 @@ inline std::vector<std::string> model_names() {
   return names;
 }
 
-// The programs' --model help: `intro`, then one line per model (indented for examples/cli.hpp).
+// The programs' --model help: `intro`, then one line per model (a help formatter indents them).
 inline std::string model_help(const std::string& intro) {
   std::string help = intro + ", one of:";
   for_each_known_model([&](const auto& row) {
     std::string name = std::remove_cvref_t<decltype(row)>::type::options.name;
     name.resize(std::max<std::size_t>(name.size() + 2, 22), ' ');
-    help += "\n                               " + name + row.about;
+    help += "\n  " + name + row.about;
   });
-  return help + "\n                             ";  // (cli.hpp appends " (default: ...)")
+  return help;
+}
+
+// Throws std::invalid_argument listing the valid names unless `name` is a model's.
+inline void check_model_name(std::string_view name) {
+  std::string valid;
+  for (const auto& n : model_names()) {
+    if (n == name) return;
+    valid += (valid.empty() ? "" : ", ") + n;
+  }
+  fail_argument("unknown model '", name, "'; valid models: ", valid);
 }
 
 // The model called `name` on device Dev. Unknown name: std::invalid_argument listing the valid
@@ -115,10 +125,8 @@ std::unique_ptr<AnyModel<Dev>> make_model(std::string_view name) {
     using Model = typename std::remove_cvref_t<decltype(row)>::type;
     if (!model && name == Model::options.name) model = std::make_unique<ModelAdapter<Model, Dev>>();
   });
-  if (model) return model;
-  std::string valid;
-  for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
-  fail_argument("unknown model '", name, "'; valid models: ", valid);
+  if (!model) check_model_name(name);
+  return model;
 }
 
 }  // namespace unetsrnn

@@ -1,7 +1,7 @@
 #pragma once
-// The text files of a training checkpoint: `checkpoint.txt` (the commit record naming the epoch,
-// the best so far, the plateau schedule's state and the run's fingerprint) and `log.csv` (one row
-// per epoch). Both readers check every field and name the file and line in their errors.
+// The commit record of a training checkpoint, `checkpoint.txt`: the epoch, the best so far, the
+// plateau schedule's state and the run's fingerprint. Its reader checks every field and names the
+// file and line in its errors (the text helpers below serve other readers of run files too).
 //
 // checkpoint.txt, version 2 (version 1 is read too: it has no fingerprint):
 //   unetsrnn checkpoint v2
@@ -144,77 +144,5 @@ inline CheckpointState parse_checkpoint(std::string_view text, const std::string
   state.fingerprint = std::move(fp);
   return state;
 }
-
-namespace train_detail {
-
-struct LogRow {
-  int epoch = 0;
-  double train_loss = 0, train_dice = 0, val_loss = 0, val_dice = 0, lr = 0, seconds = 0;
-};
-
-inline std::string fmt(double v, int digits = 6) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-  return buf;
-}
-
-inline constexpr const char* kLogHeader =
-    "epoch,train_loss,train_dice,val_loss,val_dice,lr,seconds";
-
-inline std::string log_csv(const std::vector<LogRow>& rows) {
-  std::string out = std::string(kLogHeader) + "\n";
-  for (const LogRow& r : rows)
-    out += str_cat(r.epoch, ",", fmt(r.train_loss, 8), ",", fmt(r.train_dice, 8), ",",
-                   fmt(r.val_loss, 8), ",", fmt(r.val_dice, 8), ",", fmt(r.lr, 8), ",",
-                   fmt(r.seconds, 5), "\n");
-  return out;
-}
-
-// The rows of epochs 1..up_to_epoch of a log.csv held in `text`; `name` starts every error.
-inline std::vector<LogRow> parse_log_csv(std::string_view text, const std::string& name,
-                                         int up_to_epoch) {
-  const std::vector<std::string_view> lines = split_lines(text);
-  if (lines.empty() || lines[0] != kLogHeader)
-    fail_format("'", name, "' is not a training log (expected the header '", kLogHeader, "')");
-  std::vector<LogRow> rows;
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    std::vector<std::string_view> cells;
-    std::string_view rest = lines[i];
-    for (std::size_t comma; (comma = rest.find(',')) != std::string_view::npos;) {
-      cells.push_back(rest.substr(0, comma));
-      rest.remove_prefix(comma + 1);
-    }
-    cells.push_back(rest);
-    auto bad = [&](const std::string& what) {
-      fail_format("'", name, "' line ", i + 1, ": ", what);
-    };
-    if (cells.size() != 7) bad(str_cat("expected 7 comma-separated values, got ", cells.size()));
-    const auto epoch = parse_integer(cells[0], 1, std::numeric_limits<int>::max());
-    if (!epoch) bad("the epoch is not a whole number >= 1");
-    LogRow r;
-    r.epoch = static_cast<int>(*epoch);
-    double* values[] = {&r.train_loss, &r.train_dice, &r.val_loss, &r.val_dice, &r.lr, &r.seconds};
-    for (std::size_t k = 0; k < 6; ++k) {
-      if (cells[k + 1] == "null") {
-        *values[k] = std::numeric_limits<double>::quiet_NaN();
-        continue;
-      }
-      const auto v = parse_number(cells[k + 1]);
-      if (!v) bad(str_cat("'", cells[k + 1], "' is not a number"));
-      *values[k] = *v;
-    }
-    if (r.epoch <= up_to_epoch) rows.push_back(r);
-  }
-  std::size_t expected = 1;
-  for (const LogRow& r : rows)
-    if (static_cast<std::size_t>(r.epoch) != expected++)
-      fail_format("'", name, "': epochs are not 1, 2, 3, ... in order (found epoch ", r.epoch, ")");
-  if (rows.size() != static_cast<std::size_t>(up_to_epoch))
-    fail_format("'", name, "' has ", rows.size(), " epochs, the checkpoint needs ", up_to_epoch);
-  return rows;
-}
-
-}  // namespace train_detail
 
 }  // namespace unetsrnn

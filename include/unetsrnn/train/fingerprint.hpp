@@ -21,7 +21,8 @@
 #include <vector>
 
 #include "unetsrnn/core/error.hpp"
-#include "unetsrnn/data/dataset.hpp"
+#include "unetsrnn/data/folders.hpp"
+#include "unetsrnn/data/split.hpp"
 #include "unetsrnn/io/crc32.hpp"
 
 namespace unetsrnn {

@@ -47,6 +47,7 @@
 
 #include "unetsrnn/core/error.hpp"
 #include "unetsrnn/io/atomic_file.hpp"
+#include "unetsrnn/io/binary_codec.hpp"
 #include "unetsrnn/io/crc32.hpp"
 #include "unetsrnn/layers/param.hpp"
 #include "unetsrnn/ops/cpu/backend.hpp"
@@ -60,45 +61,6 @@ namespace optim_detail {
 inline constexpr char kMagic[8] = {'U', 'S', 'R', 'N', 'N', 'O', 'P', 'T'};
 inline constexpr std::uint32_t kVersion = 1;
 inline constexpr std::uint32_t kMaxNameLength = 1u << 16;
-
-// Little-endian writer that keeps the CRC-32 of everything written.
-class Writer {
- public:
-  explicit Writer(std::ostream& out) : out_(out) {}
-  void bytes(const void* data, std::size_t size) {
-    crc_ = crc32_update(crc_, data, size);
-    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
-  void u32(std::uint32_t v) { put(v, 4); }
-  void u64(std::uint64_t v) { put(v, 8); }
-  void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
-  void string(std::string_view s) {
-    u32(static_cast<std::uint32_t>(s.size()));
-    bytes(s.data(), s.size());
-  }
-  void floats(const float* data, std::size_t count) {
-    constexpr std::size_t kChunk = 4096;
-    unsigned char buffer[kChunk * 4];
-    for (std::size_t start = 0; start < count; start += kChunk) {
-      const std::size_t n = std::min(kChunk, count - start);
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::uint32_t bits = std::bit_cast<std::uint32_t>(data[start + i]);
-        for (int b = 0; b < 4; ++b) buffer[4 * i + b] = static_cast<unsigned char>(bits >> (8 * b));
-      }
-      bytes(buffer, 4 * n);
-    }
-  }
-  std::uint32_t crc() const { return crc_; }
-
- private:
-  void put(std::uint64_t v, int size) {
-    unsigned char b[8];
-    for (int i = 0; i < size; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
-    bytes(b, static_cast<std::size_t>(size));
-  }
-  std::ostream& out_;
-  std::uint32_t crc_ = 0;
-};
 
 // Little-endian reader; a short read is reported as truncation of `what`.
 class Reader {
@@ -132,12 +94,8 @@ class Reader {
     for (std::size_t start = 0; start < count; start += kChunk) {
       const std::size_t n = std::min(kChunk, count - start);
       bytes(buffer, 4 * n, what);
-      for (std::size_t i = 0; i < n; ++i) {
-        std::uint32_t bits = 0;
-        for (int b = 0; b < 4; ++b)
-          bits |= static_cast<std::uint32_t>(buffer[4 * i + b]) << (8 * b);
-        out.push_back(std::bit_cast<float>(bits));
-      }
+      out.resize(start + n);
+      detail::decode_floats(buffer, out.data() + start, n);
     }
   }
   std::uint32_t crc() const { return crc_; }
@@ -146,9 +104,7 @@ class Reader {
   std::uint64_t get(int size, const char* what) {
     unsigned char b[8];
     bytes(b, static_cast<std::size_t>(size), what);
-    std::uint64_t v = 0;
-    for (int i = 0; i < size; ++i) v |= static_cast<std::uint64_t>(b[i]) << (8 * i);
-    return v;
+    return detail::get_le(b, size);
   }
   std::istream& in_;
   std::uint32_t crc_ = 0;
@@ -209,7 +165,7 @@ class Optimizer {
   }
 
   void save_state(std::ostream& out) const {
-    optim_detail::Writer w(out);
+    detail::ChecksummedWriter w(out);
     w.bytes(optim_detail::kMagic, 8);
     w.u32(optim_detail::kVersion);
     w.string(kind());
@@ -229,8 +185,7 @@ class Optimizer {
         w.floats(host.data(), host.size());
       }
     }
-    const std::uint32_t crc = w.crc();
-    w.u32(crc);
+    w.crc_trailer();
     if (!out)
       throw std::runtime_error(
           str_cat(kind(), ": writing the optimiser state to the stream failed"));

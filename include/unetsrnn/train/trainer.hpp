@@ -1,7 +1,12 @@
 #pragma once
 // The training loop: batches from a BatchLoader, loss on logits, backward, optimiser step;
-// per-epoch validation, checkpoints that survive kill -9, CSV log, learning-curve PNG, final test
-// metrics.
+// per-epoch validation, checkpoints that survive kill -9, final test metrics (TrainResult).
+//
+// Reporting is not the engine's: a Trainer tells its TrainObservers (below) about the run (each
+// step, each epoch, each checkpoint, the result) and writes no log, chart or result file itself;
+// the example programs' observer (examples/app/run_report.hpp) prints the progress and writes
+// log.csv, curve.png and result.json. The trainer owns what a resume depends on: the checkpoint
+// (ckpt/, checkpoint.txt), split.txt, best.weights and last.weights.
 //
 // Devices: Trainer<Dev> and evaluate run the model on Dev (Cpu by default, or Cuda from a .cu
 // source that includes <unetsrnn/cuda.hpp>). Data loading, the loss, its gradient and the metrics
@@ -30,12 +35,10 @@
 // logit, weight or validation loss stops the run (TrainingDiverged) with the last good checkpoint
 // kept. A fresh run that fails before its first checkpoint removes what it wrote (and the folders
 // it created), so it leaves nothing.
-#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -44,10 +47,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "unetsrnn/data/dataset.hpp"
+#include "unetsrnn/data/loader.hpp"
+#include "unetsrnn/data/split.hpp"
 #include "unetsrnn/io/atomic_file.hpp"
 #include "unetsrnn/io/crc32.hpp"
-#include "unetsrnn/io/plot.hpp"
 #include "unetsrnn/io/run_folder.hpp"
 #include "unetsrnn/io/weights.hpp"
 #include "unetsrnn/models/factory.hpp"
@@ -56,6 +59,7 @@
 #include "unetsrnn/train/fingerprint.hpp"
 #include "unetsrnn/train/loss.hpp"
 #include "unetsrnn/train/metrics.hpp"
+#include "unetsrnn/train/observer.hpp"
 #include "unetsrnn/train/optim.hpp"
 
 namespace unetsrnn {
@@ -77,7 +81,6 @@ struct TrainOptions {
   double cosine_min_lr = 1e-5;
   std::filesystem::path out_dir;
   bool resume = false;
-  bool progress = true;      // progress bar on stderr
   std::string init_weights;  // optional weights file to start from
   // What the caller knows of the run that changes its results (data folders and their files, the
   // split's parameters, ...); the Trainer adds its own options, the model and the split.
@@ -147,15 +150,6 @@ inline void check_run_folder(const std::filesystem::path& out_dir, bool resume) 
 // A training that produced a non-finite loss, logit, weight or validation loss.
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
-};
-
-// Test/validation metrics of one model on a set of samples.
-struct EvalResult {
-  std::size_t images = 0;
-  double loss = 0.0;
-  double dice = 0.0, dice_at_03 = 0.0;  // global Dice at thresholds 0.5 and 0.3 (the original's)
-  double iou = 0.0, precision = 0.0, recall = 0.0, mean_image_dice = 0.0;  // at 0.5
-  std::vector<double> per_image_dice;                                      // at 0.5
 };
 
 // Moves a host batch to the model's device and the logits back, for code that works on host tensors
@@ -310,65 +304,12 @@ EvalResult evaluate(AnyModel<Dev>& model, const std::vector<Sample>& samples,
 
 namespace train_detail {
 
-inline std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\')
-      out += '\\', out += ch;
-    else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", ch);
-      out += buf;
-    } else
-      out += ch;
-  }
-  return out + "\"";
-}
-inline std::string format_duration(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
-}
 inline std::uint64_t epoch_seed(std::uint64_t seed, int epoch) {
   return seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(epoch) * 0xBF58476D1CE4E5B9ull +
          1;
 }
 
-// Progress bar on a terminal; plain per-epoch lines otherwise (CI logs).
-class Progress {
- public:
-  explicit Progress(bool enabled) : tty_(enabled && isatty(fileno(stderr))) {}
-  void update(int epoch, int epochs, std::size_t done, std::size_t total, double loss, double dice,
-              double images_per_s, double eta_s) {
-    if (!tty_) return;
-    constexpr int width = 24;
-    const int filled = total ? static_cast<int>(width * done / total) : width;
-    std::string bar(static_cast<std::size_t>(filled), '#');
-    bar.resize(width, '.');
-    std::fprintf(stderr, "\repoch %d/%d [%s] %zu/%zu loss %.4f dice %.3f %.1f img/s ETA %s ", epoch,
-                 epochs, bar.c_str(), done, total, loss, dice, images_per_s,
-                 format_duration(eta_s).c_str());
-    std::fflush(stderr);
-  }
-  void end_line() {
-    if (tty_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  bool tty_;
-};
-
 }  // namespace train_detail
-
-// What the optional per-step hook of Trainer sees: the step just taken.
-struct TrainStep {
-  int epoch = 0;
-  std::size_t batch = 0;   // within the epoch, from 0
-  std::uint64_t step = 0;  // optimiser steps taken in this run so far (a resumed run counts on)
-  int images = 0;
-  double loss = 0.0;  // mean loss of the batch, before the step
-};
 
 // Trains `model` on samples[split.train], validates on split.val, tests on split.test at the end.
 template <class Dev = Cpu>
@@ -397,12 +338,11 @@ class Trainer {
     add_split_entries(fingerprint_, split_, samples_);
   }
 
-  // Log line sink (stdout by default).
-  std::function<void(const std::string&)> log = [](const std::string& s) {
-    std::printf("%s\n", s.c_str());
-    std::fflush(stdout);
-  };
-  // Called after every optimiser step when set (tests compare devices step by step with it).
+  // Reports the run to `observer` (which outlives the run), after those added before; only on
+  // the rank that writes the run folder (see TrainObserver).
+  void add_observer(TrainObserver& observer) { observers_.push_back(&observer); }
+  // Called after every optimiser step on every rank when set (tests compare devices and ranks
+  // step by step with it).
   std::function<void(const TrainStep&)> on_step;
   // The gradient all-reduce of data-parallel training (its bucket size can be set before run()).
   GradientReducer<Dev>& gradient_reducer() { return reducer_; }
@@ -410,8 +350,8 @@ class Trainer {
   // The fingerprint this run stores with its checkpoints and checks on resume.
   const RunFingerprint& fingerprint() const { return fingerprint_; }
 
-  // Runs (or resumes) training; returns the test metrics of the final weights.
-  EvalResult run() {
+  // Runs (or resumes) training; returns its epochs and the test metrics.
+  TrainResult run() {
     std::optional<RunFolder> folder;  // rank 0 alone writes, so it alone locks the folder
     if (comm_->is_root()) {
       folder.emplace(RunFolder::open(o_.out_dir));
@@ -426,9 +366,8 @@ class Trainer {
   }
 
  private:
-  EvalResult run_locked() {
+  TrainResult run_locked() {
     namespace fs = std::filesystem;
-    if (!comm_->is_root()) log = [](const std::string&) {};  // rank 0 alone logs and writes
     if (comm_->is_root()) check_run_folder(o_.out_dir, o_.resume);
     comm_->barrier();  // the folder is checked (or rank 0 failed and the job ends)
     params_ = model_.parameters();
@@ -436,7 +375,6 @@ class Trainer {
     if (o_.resume) {
       start_epoch = restore_checkpoint() + 1;
       committed_ = true;
-      log(str_cat("resumed from epoch ", start_epoch - 1, " of ", o_.epochs));
     } else {
       model_.init(o_.seed);
       if (!o_.init_weights.empty()) load_weights(model_, o_.init_weights);
@@ -446,13 +384,15 @@ class Trainer {
         });
     }
     if (comm_->is_root()) remove_epoch_files_except(start_epoch - 1);
+    result_ = TrainResult{};
+    result_.model = model_.name();
+    result_.first_epoch = start_epoch;
+    notify([&](TrainObserver& o) { o.on_start(TrainStart{o_, samples_, split_, start_epoch}); });
 
-    train_detail::Progress progress(o_.progress && comm_->is_root());
     for (int epoch = start_epoch; epoch <= o_.epochs; ++epoch) {
       const auto t0 = std::chrono::steady_clock::now();
       if (cosine_) optimizer_.set_lr(cosine_->lr(epoch - 1));
-      train_detail::LogRow row = train_epoch(epoch, progress);
-      progress.end_line();
+      EpochRecord row = train_epoch(epoch);
       // The last step's loss was computed before it: only the weights can tell.
       if (const std::string bad = first_non_finite_parameter(); !bad.empty())
         diverged(epoch, "parameter '" + bad + "' holds a non-finite value after the last step");
@@ -465,7 +405,7 @@ class Trainer {
         row.val_loss = row.val_dice = std::numeric_limits<double>::quiet_NaN();
       }
       row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      rows_.push_back(row);
+      result_.epochs.push_back(row);
       const double monitored = split_.val.empty() ? row.train_loss : row.val_loss;
       if (o_.plateau && !cosine_) plateau_.on_epoch_end(monitored, optimizer_);
       const double selection = split_.val.empty() ? row.train_dice : row.val_dice;
@@ -476,11 +416,7 @@ class Trainer {
           write_output(o_.out_dir / "best.weights",
                        [&](const fs::path& path) { save_weights(model_, path); });
       }
-      log(str_cat(
-          "epoch ", epoch, "/", o_.epochs, "  train loss ", train_detail::fmt(row.train_loss, 4),
-          " dice ", train_detail::fmt(row.train_dice, 4), "  val loss ",
-          train_detail::fmt(row.val_loss, 4), " dice ", train_detail::fmt(row.val_dice, 4), "  lr ",
-          train_detail::fmt(row.lr, 3), "  ", train_detail::fmt(row.seconds, 3), " s"));
+      notify([&](TrainObserver& o) { o.on_epoch_end(row); });
       save_checkpoint(epoch);
     }
     return finish();
@@ -513,7 +449,7 @@ class Trainer {
     return {};
   }
 
-  train_detail::LogRow train_epoch(int epoch, train_detail::Progress& progress) {
+  EpochRecord train_epoch(int epoch) {
     std::vector<std::size_t> order = split_.train;
     if (o_.shuffle) {
       Rng rng(train_detail::epoch_seed(o_.seed, epoch));
@@ -529,7 +465,7 @@ class Trainer {
     double loss_sum = 0.0;
     std::size_t seen = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    train_detail::LogRow row;
+    EpochRecord row;
     row.epoch = epoch;
     row.lr = optimizer_.decayed_lr();
     while (loader.next(b)) {
@@ -555,17 +491,22 @@ class Trainer {
       staging_.backward(model_, dlogits_, reducer_);
       reducer_.finish();
       optimizer_.step(params_);
-      if (on_step) on_step(TrainStep{epoch, b.number, optimizer_.iterations(), n, loss});
       loss_sum += loss * n;
       seen += static_cast<std::size_t>(n);
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double rate = static_cast<double>(seen) / std::max(elapsed, 1e-9);
-      const double remaining_epoch = static_cast<double>(order.size() - seen) / rate;
-      const double remaining = remaining_epoch + static_cast<double>(o_.epochs - epoch) *
-                                                     static_cast<double>(order.size()) / rate;
-      progress.update(epoch, o_.epochs, seen, order.size(), loss_sum / static_cast<double>(seen),
-                      dice.global_dice(), rate, remaining);
+      const TrainStep step{
+          .epoch = epoch,
+          .batch = b.number,
+          .step = optimizer_.iterations(),
+          .images = n,
+          .loss = loss,
+          .epoch_images_done = seen,
+          .epoch_images = order.size(),
+          .epoch_loss = loss_sum / static_cast<double>(seen),
+          .epoch_dice = dice.global_dice(),
+          .epoch_seconds =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+      if (on_step) on_step(step);
+      notify([&](TrainObserver& o) { o.on_batch(step); });
     }
     row.train_loss = loss_sum / static_cast<double>(seen);
     row.train_dice = summed_dice(dice);
@@ -623,10 +564,12 @@ class Trainer {
                  [&](const fs::path& path) { save_weights(model_, path); });
     write_output(epoch_file(epoch, "optim"),
                  [&](const fs::path& path) { optimizer_.save_state(path); });
-    write_output(o_.out_dir / "log.csv", [&](const fs::path& path) {
-      write_file_atomic(path, train_detail::log_csv(rows_));
-    });
-    write_output(o_.out_dir / "curve.png", [&](const fs::path&) { draw_curve(); });
+    // The observers' files of this checkpoint (the examples' log.csv and curve.png).
+    const CheckpointFiles files(o_.out_dir,
+                                [&](const fs::path& path, const CheckpointFiles::Writer& write) {
+                                  write_output(path, write);
+                                });
+    notify([&](TrainObserver& o) { o.on_checkpoint(epoch, files); });
     // The commit point: from here on a resume uses this epoch.
     CheckpointState state;
     state.model = model_.name();
@@ -658,9 +601,11 @@ class Trainer {
       fail_format("'", path.string(), "' is a checkpoint of model '", state.model, "', not '",
                   model_.name(), "'");
     if (!state.fingerprint) {
-      log(str_cat("warning: '", path.string(),
+      const std::string warning =
+          str_cat("'", path.string(),
                   "' (checkpoint v1) has no fingerprint: resuming without checking that the data "
-                  "and options are the same"));
+                  "and options are the same");
+      notify([&](TrainObserver& o) { o.on_warning(warning); });
     } else if (const std::string diff = state.fingerprint->differences(fingerprint_);
                !diff.empty()) {
       fail_argument("cannot resume the run in '", o_.out_dir.string(),
@@ -676,73 +621,31 @@ class Trainer {
     }
     load_weights(model_, epoch_file(state.epoch, "weights"));
     optimizer_.load_state(epoch_file(state.epoch, "optim"), params_);
-    const auto log_path = o_.out_dir / "log.csv";
-    rows_ = train_detail::parse_log_csv(detail::read_whole_file(log_path), log_path.string(),
-                                        state.epoch);
     committed_epoch_ = state.epoch;
     return state.epoch;
   }
 
-  void draw_curve() {
-    std::vector<double> train_loss, val_loss, val_dice, train_dice;
-    for (const auto& r : rows_) {
-      train_loss.push_back(r.train_loss);
-      val_loss.push_back(r.val_loss);
-      train_dice.push_back(r.train_dice);
-      val_dice.push_back(r.val_dice);
-    }
-    PlotOptions chart;
-    chart.title = model_.name() + " - loss and Dice per epoch";
-    save_line_chart(o_.out_dir / "curve.png",
-                    {{"train loss", train_loss, {}, {}},
-                     {"val loss", val_loss, {}, {}},
-                     {"train dice", train_dice, {}, {}},
-                     {"val dice", val_dice, {}, {}}},
-                    chart);
-  }
-
-  EvalResult finish() {
+  TrainResult finish() {
     // Again: a kill between the last checkpoint and its last.weights leaves that one stale.
     if (comm_->is_root()) save_weights(model_, o_.out_dir / "last.weights");
     comm_->barrier();  // rank 0 has written best.weights and last.weights
-    EvalResult final_result = evaluate(model_, samples_, split_.test, o_.loss, o_.batch, *comm_);
-    EvalResult best_result;
-    const bool have_best = std::filesystem::exists(o_.out_dir / "best.weights");
-    if (have_best && !split_.test.empty()) {
+    result_.best_epoch = best_epoch_;
+    result_.best_dice = best_dice_;
+    result_.test = evaluate(model_, samples_, split_.test, o_.loss, o_.batch, *comm_);
+    if (std::filesystem::exists(o_.out_dir / "best.weights") && !split_.test.empty()) {
       auto best = make_model<Dev>(model_.name());
       load_weights(*best, o_.out_dir / "best.weights");
-      best_result = evaluate(*best, samples_, split_.test, o_.loss, o_.batch, *comm_);
+      result_.test_best = evaluate(*best, samples_, split_.test, o_.loss, o_.batch, *comm_);
     }
-    using train_detail::fmt;
-    using train_detail::json_string;
-    auto metrics = [&](const EvalResult& r) {
-      std::string s = str_cat(
-          "{\"images\": ", r.images, ", \"loss\": ", fmt(r.loss), ", \"dice\": ", fmt(r.dice),
-          ", \"dice_at_0.3\": ", fmt(r.dice_at_03), ", \"iou\": ", fmt(r.iou),
-          ", \"precision\": ", fmt(r.precision), ", \"recall\": ", fmt(r.recall),
-          ", \"mean_image_dice\": ", fmt(r.mean_image_dice), ", \"per_image\": [");
-      for (std::size_t i = 0; i < r.per_image_dice.size(); ++i) {
-        const Sample& smp = samples_[split_.test[i]];
-        s += str_cat(i ? ", " : "", "{\"dataset\": ", json_string(smp.dataset),
-                     ", \"name\": ", json_string(smp.name),
-                     ", \"dice\": ", fmt(r.per_image_dice[i]), "}");
-      }
-      return s + "]}";
-    };
-    double seconds = 0.0;
-    for (const auto& r : rows_) seconds += r.seconds;
-    const std::string json = str_cat(
-        "{\n  \"model\": ", json_string(model_.name()),
-        ",\n  \"loss\": ", json_string(to_string(o_.loss)), ",\n  \"epochs\": ", o_.epochs,
-        ",\n  \"batch\": ", o_.batch, ",\n  \"lr\": ", fmt(o_.adam.lr), ",\n  \"seed\": ", o_.seed,
-        ",\n  \"train_images\": ", split_.train.size(), ",\n  \"val_images\": ", split_.val.size(),
-        ",\n  \"test_images\": ", split_.test.size(), ",\n  \"train_seconds\": ", fmt(seconds),
-        ",\n  \"best_epoch\": ", best_epoch_, ",\n  \"best_val_dice\": ", fmt(best_dice_),
-        ",\n  \"test_threshold\": 0.5", ",\n  \"test\": ", metrics(final_result),
-        ",\n  \"test_best_weights\": ",
-        have_best && !split_.test.empty() ? metrics(best_result) : std::string("null"), "\n}\n");
-    if (comm_->is_root()) write_file_atomic(o_.out_dir / "result.json", json);
-    return final_result;
+    notify([&](TrainObserver& o) { o.on_finish(result_); });
+    return std::move(result_);
+  }
+
+  // Tells the observers (on the rank that writes the run folder).
+  template <class Call>
+  void notify(Call&& call) {
+    if (!comm_->is_root()) return;
+    for (TrainObserver* o : observers_) call(*o);
   }
 
   // --- data parallel (no-ops for one process) ---
@@ -823,7 +726,8 @@ class Trainer {
   ParamList<Dev> params_;
   HostStaging<Dev> staging_;  // batch transfers, reused across steps and epochs
   Tensor<Cpu> dlogits_;       // host logit gradients, reused across steps and epochs
-  std::vector<train_detail::LogRow> rows_;
+  std::vector<TrainObserver*> observers_;
+  TrainResult result_;  // of the run in progress
   double best_dice_ = -1.0;
   int best_epoch_ = 0;
   RunFingerprint fingerprint_;

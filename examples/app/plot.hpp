@@ -1,8 +1,9 @@
 #pragma once
-// A small line-chart renderer (training curves: loss, validation loss, Dice per epoch) drawing into
-// an RGB Image, with axes, "nice" tick values, a title, a legend and a built-in 5x7 bitmap font.
-// No plotting dependency. Lower-case letters are drawn as capitals; characters the font lacks are
-// drawn as '?'. Non-finite y values (NaN, inf) are skipped and break the line.
+// A small line-chart renderer for the example programs (training curves: loss, validation loss,
+// Dice per epoch in curve.png; the chart program) drawing into an RGB Image, with axes, "nice" tick
+// values, a title, a legend and a built-in 5x7 bitmap font. No plotting dependency. Lower-case
+// letters are drawn as capitals; characters the font lacks are drawn as '?'. Non-finite y values
+// (NaN, inf) are skipped and break the line.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -15,16 +16,16 @@
 #include <string_view>
 #include <vector>
 
-#include "unetsrnn/core/error.hpp"
-#include "unetsrnn/io/image.hpp"
+#include <unetsrnn/core/error.hpp>
+#include <unetsrnn/io/image.hpp>
 
-namespace unetsrnn {
+namespace app {
 
 struct PlotSeries {
   std::string name;
   std::vector<double> y;
-  std::vector<double> x;      // empty: 1, 2, ..., y.size() (epochs)
-  std::optional<Rgb> colour;  // empty: the next palette colour
+  std::vector<double> x;                // empty: 1, 2, ..., y.size() (epochs)
+  std::optional<unetsrnn::Rgb> colour;  // empty: the next palette colour
 };
 
 struct PlotOptions {
@@ -120,24 +121,24 @@ inline int text_width(std::string_view text, int scale) {
 
 class Painter {
  public:
-  explicit Painter(Image& image) : image_(image) {}
+  explicit Painter(unetsrnn::Image& image) : image_(image) {}
 
-  void pixel(int x, int y, const Rgb& c) {
+  void pixel(int x, int y, const unetsrnn::Rgb& c) {
     if (x < 0 || y < 0 || x >= image_.width || y >= image_.height) return;
     for (int k = 0; k < 3; ++k) image_.at(y, x, k) = c[static_cast<std::size_t>(k)];
   }
-  void rect(int x0, int y0, int x1, int y1, const Rgb& c) {  // filled, inclusive
+  void rect(int x0, int y0, int x1, int y1, const unetsrnn::Rgb& c) {  // filled, inclusive
     for (int y = std::min(y0, y1); y <= std::max(y0, y1); ++y)
       for (int x = std::min(x0, x1); x <= std::max(x0, x1); ++x) pixel(x, y, c);
   }
-  void outline(int x0, int y0, int x1, int y1, const Rgb& c) {
+  void outline(int x0, int y0, int x1, int y1, const unetsrnn::Rgb& c) {
     rect(x0, y0, x1, y0, c);
     rect(x0, y1, x1, y1, c);
     rect(x0, y0, x0, y1, c);
     rect(x1, y0, x1, y1, c);
   }
   // Bresenham with a square pen of `thickness` pixels.
-  void line(double xa, double ya, double xb, double yb, const Rgb& c, int thickness = 2) {
+  void line(double xa, double ya, double xb, double yb, const unetsrnn::Rgb& c, int thickness = 2) {
     int x0 = static_cast<int>(std::lround(xa)), y0 = static_cast<int>(std::lround(ya));
     const int x1 = static_cast<int>(std::lround(xb)), y1 = static_cast<int>(std::lround(yb));
     const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0);
@@ -157,7 +158,7 @@ class Painter {
       }
     }
   }
-  void text(int x, int y, std::string_view s, const Rgb& c, int scale = 1) {
+  void text(int x, int y, std::string_view s, const unetsrnn::Rgb& c, int scale = 1) {
     for (char ch : s) {
       const Glyph& g = glyph_for(ch);
       for (int row = 0; row < glyph_height; ++row)
@@ -169,7 +170,7 @@ class Painter {
     }
   }
   // Text rotated 90 degrees counter-clockwise (reads bottom to top), starting at (x, y) = bottom.
-  void text_up(int x, int y, std::string_view s, const Rgb& c, int scale = 1) {
+  void text_up(int x, int y, std::string_view s, const unetsrnn::Rgb& c, int scale = 1) {
     for (char ch : s) {
       const Glyph& g = glyph_for(ch);
       for (int row = 0; row < glyph_height; ++row)
@@ -182,7 +183,7 @@ class Painter {
   }
 
  private:
-  Image& image_;
+  unetsrnn::Image& image_;
 };
 
 // A step of 1, 2 or 5 times a power of ten giving about `target` intervals over `range`.
@@ -212,26 +213,26 @@ inline std::vector<double> ticks(double lo, double hi, double step) {
   return out;
 }
 
-inline constexpr std::array<Rgb, 8> palette = {{{0.12f, 0.47f, 0.71f},
-                                                {1.00f, 0.50f, 0.05f},
-                                                {0.17f, 0.63f, 0.17f},
-                                                {0.84f, 0.15f, 0.16f},
-                                                {0.58f, 0.40f, 0.74f},
-                                                {0.55f, 0.34f, 0.29f},
-                                                {0.89f, 0.47f, 0.76f},
-                                                {0.50f, 0.50f, 0.50f}}};
+inline constexpr std::array<unetsrnn::Rgb, 8> palette = {{{0.12f, 0.47f, 0.71f},
+                                                          {1.00f, 0.50f, 0.05f},
+                                                          {0.17f, 0.63f, 0.17f},
+                                                          {0.84f, 0.15f, 0.16f},
+                                                          {0.58f, 0.40f, 0.74f},
+                                                          {0.55f, 0.34f, 0.29f},
+                                                          {0.89f, 0.47f, 0.76f},
+                                                          {0.50f, 0.50f, 0.50f}}};
 
 }  // namespace plot_detail
 
-inline Image render_line_chart(const std::vector<PlotSeries>& series,
-                               const PlotOptions& options = {}) {
+inline unetsrnn::Image render_line_chart(const std::vector<PlotSeries>& series,
+                                         const PlotOptions& options = {}) {
   using namespace plot_detail;
   const int s = std::max(1, options.font_scale);
   if (options.width < 160 * s || options.height < 120 * s)
-    fail_argument("render_line_chart: ", options.width, "x", options.height,
-                  " is too small (at least ", 160 * s, "x", 120 * s, ")");
-  const Rgb black{0, 0, 0}, grey{0.85f, 0.85f, 0.85f}, white{1, 1, 1};
-  Image image(options.height, options.width, 3, 1.0f);
+    unetsrnn::fail_argument("render_line_chart: ", options.width, "x", options.height,
+                            " is too small (at least ", 160 * s, "x", 120 * s, ")");
+  const unetsrnn::Rgb black{0, 0, 0}, grey{0.85f, 0.85f, 0.85f}, white{1, 1, 1};
+  unetsrnn::Image image(options.height, options.width, 3, 1.0f);
   Painter paint(image);
 
   // Data ranges over finite values.
@@ -239,8 +240,8 @@ inline Image render_line_chart(const std::vector<PlotSeries>& series,
   double y_lo = x_lo, y_hi = -x_lo;
   for (const PlotSeries& ps : series) {
     if (!ps.x.empty() && ps.x.size() != ps.y.size())
-      fail_argument("render_line_chart: series '", ps.name, "' has ", ps.x.size(), " x and ",
-                    ps.y.size(), " y values");
+      unetsrnn::fail_argument("render_line_chart: series '", ps.name, "' has ", ps.x.size(),
+                              " x and ", ps.y.size(), " y values");
     for (std::size_t i = 0; i < ps.y.size(); ++i) {
       const double x = ps.x.empty() ? static_cast<double>(i + 1) : ps.x[i];
       if (!std::isfinite(ps.y[i]) || !std::isfinite(x)) continue;
@@ -304,7 +305,7 @@ inline Image render_line_chart(const std::vector<PlotSeries>& series,
   // Series, clipped to the plot area by clamping (values outside a fixed y range sit on the edge).
   for (std::size_t k = 0; k < series.size(); ++k) {
     const PlotSeries& ps = series[k];
-    const Rgb colour = ps.colour.value_or(palette[k % palette.size()]);
+    const unetsrnn::Rgb colour = ps.colour.value_or(palette[k % palette.size()]);
     bool has_previous = false;
     double prev_x = 0, prev_y = 0;
     const bool markers = ps.y.size() <= 60;
@@ -337,7 +338,7 @@ inline Image render_line_chart(const std::vector<PlotSeries>& series,
     paint.rect(x0, y0, x0 + w, y0 + h, white);
     paint.outline(x0, y0, x0 + w, y0 + h, black);
     for (std::size_t k = 0; k < series.size(); ++k) {
-      const Rgb colour = series[k].colour.value_or(palette[k % palette.size()]);
+      const unetsrnn::Rgb colour = series[k].colour.value_or(palette[k % palette.size()]);
       const int y = y0 + 4 * s + static_cast<int>(k) * row;
       paint.rect(x0 + 5 * s, y + 3 * s, x0 + 5 * s + swatch, y + 4 * s, colour);
       paint.text(x0 + 5 * s + swatch + 6 * s, y, series[k].name, black, s);
@@ -346,11 +347,11 @@ inline Image render_line_chart(const std::vector<PlotSeries>& series,
   return image;
 }
 
-// Renders and writes the chart as PNG (atomically, see save_png).
+// Renders and writes the chart as PNG (atomically, see unetsrnn::save_png).
 inline void save_line_chart(const std::filesystem::path& path,
                             const std::vector<PlotSeries>& series,
                             const PlotOptions& options = {}) {
-  save_png(path, render_line_chart(series, options));
+  unetsrnn::save_png(path, render_line_chart(series, options));
 }
 
-}  // namespace unetsrnn
+}  // namespace app
