@@ -267,12 +267,10 @@ TEST_CASE("the Trainer starts the first gradient sum of every step before the en
   o.epochs = 1;
   o.batch = 4;  // 2 steps, 2 images per rank
   o.out_dir = dir.path / "run";
-  o.progress = false;
   auto model = make_model(o.model);
   ParamList<Cpu> params = model->parameters();
   RecordingCommunicator comm(2);
   Trainer<Cpu> trainer(o, *model, samples, split, &comm);
-  trainer.log = [](const std::string&) {};
   trainer.gradient_reducer().set_bucket_floats(4096);
 
   // Probe at each step's first sum: have the encoders' gradients been touched yet (zero_grad ran
