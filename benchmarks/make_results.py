@@ -42,6 +42,41 @@ def read_json(folder, name):
             return None
 
 
+def median(values):
+    v = sorted(values)
+    return None if not v else (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2)
+
+
+def combine_rounds(results):
+    """One result from a model's rounds: each timing is the median over the rounds of the
+    per-round medians, each "_min" the fastest of all; rates follow the combined times."""
+    out = dict(results[0])
+    out["_rounds"] = results
+    for key in results[0]:
+        values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
+        if not values or isinstance(results[0][key], bool):
+            continue
+        if key.endswith("_min"):
+            out[key] = min(values)
+        elif key.endswith("_ms") or key.endswith("_img_per_s") or key.endswith("gflops"):
+            out[key] = median(values)
+    return out
+
+
+def round_ratios(peer, ours, peer_key, ours_key):
+    """Peer time / our time per round (rounds matched by number): its smallest and largest."""
+    by_round = {r["_round"]: r.get(ours_key) for r in ours.get("_rounds", [])}
+    ratios = [p[peer_key] / by_round[p["_round"]] for p in peer.get("_rounds", [])
+              if p.get(peer_key) and by_round.get(p["_round"])]
+    return (min(ratios), max(ratios)) if len(ratios) > 1 else None
+
+
+def ratio_text(ratio, spread):
+    if ratio is None:
+        return "n/a"
+    return f"{ratio:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+
+
 def machine():
     model, cores = "unknown CPU", os.cpu_count()
     try:
@@ -127,30 +162,30 @@ def main():
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     d = args.folder
 
     layers = read_json(d, "ours_layers.json") or {}
     gemm_rate = layers.get("gemm_rate_gflops")
-    ours, torch_res, openvino_res = {}, {}, {}
     peak = layers.get("peak_gflops") or None
-    for name in os.listdir(d):
-        m = re.fullmatch(r"ours_(.+)\.json", name)
-        if m and m.group(1) != "layers":
-            data = read_json(d, name)
-            if data and data.get("models"):
-                ours[m.group(1)] = data["models"][0]
-                ours[m.group(1)]["_run"] = data
-        m = re.fullmatch(r"torch_(.+)\.json", name)
-        if m and m.group(1) != "srnn":
-            data = read_json(d, name)
-            if data:
-                torch_res[m.group(1)] = data
-        m = re.fullmatch(r"openvino_(.+)\.json", name)
-        if m:
-            data = read_json(d, name)
-            if data:
-                openvino_res[m.group(1)] = data
+    rounds = {"ours": {}, "torch": {}, "openvino": {}}  # impl -> model -> [result per round]
+    for name in sorted(os.listdir(d)):
+        m = re.fullmatch(r"(ours|torch|openvino)_(.+?)(?:\.r(\d+))?\.json", name)
+        if not m or m.group(2) in ("layers", "srnn"):
+            continue
+        data = read_json(d, name)
+        if m.group(1) == "ours":
+            if not (data and data.get("models")):
+                continue
+            run_info, data = data, data["models"][0]
+            data["_run"] = run_info
+        if data:
+            data["_round"] = int(m.group(3) or 0)
+            rounds[m.group(1)].setdefault(m.group(2), []).append(data)
+    ours = {k: combine_rounds(v) for k, v in rounds["ours"].items()}
+    torch_res = {k: combine_rounds(v) for k, v in rounds["torch"].items()}
+    openvino_res = {k: combine_rounds(v) for k, v in rounds["openvino"].items()}
     models = [m for m in SEED_MODELS if m in ours or m in torch_res]
     models += sorted(m for m in set(ours) | set(torch_res) if m not in models)
     torch_version = next((t.get("torch") for t in torch_res.values()), None)
@@ -177,7 +212,10 @@ def main():
       f"{num(layers.get('peak_512_gflops') or None)} GFLOP/s")
     w(f"- Threads: {args.threads} (ours: `OMP_NUM_THREADS={args.threads}`; PyTorch: "
       f"`torch.set_num_threads({args.threads})`)")
-    w(f"- Timing: median of {args.steps} timed runs after {max(1, args.warmup)} warm-up run(s); "
+    w(f"- Timing: median of {args.steps} timed runs after {max(1, args.warmup)} warm-up run(s) per "
+      f"process; {args.rounds} round(s), each running ours, PyTorch and OpenVINO on one model "
+      "right after one another; a table's time is the median over the rounds, a speed-up is the "
+      "ratio of those medians, with the smallest and largest per-round ratio in parentheses; "
       f"training batch {batch}, images {height} x {width} x 3")
     compiler = read_text(d, "compiler.txt").splitlines()
     if compiler:
@@ -224,9 +262,10 @@ def main():
         pct = o.get("pct_of_gemm")
         if pct is None and gemm_rate and o.get("train_gflops"):
             pct = 100.0 * o["train_gflops"] / gemm_rate
+        spread = round_ratios(t, o, "train_step_ms", "train_step_ms")
         w(f"| {LABELS.get(m, m)} (`{m}`) | {num(params, '{:,.0f}')} "
           f"| {num(o.get('train_flops') and o['train_flops'] / 1e9, '{:.1f}')} "
-          f"| {with_min(o, 'train_step_ms')} | {with_min(t, 'train_step_ms')} | {num(ratio, '{:.2f}x')} "
+          f"| {with_min(o, 'train_step_ms')} | {with_min(t, 'train_step_ms')} | {ratio_text(ratio, spread)} "
           f"| {num(o.get('train_gflops'))} | {num(pct, '{:.0f}%')} "
           f"| {num(peak and o.get('train_gflops') and 100.0 * o['train_gflops'] / peak, '{:.0f}%')} "
           f"| {num(o.get('peak_rss_mib'), '{:.0f}')} | {num(t.get('peak_rss_mib'), '{:.0f}')} |")
@@ -252,9 +291,12 @@ def main():
         ours_ms = o.get("infer_b1_ms")
         peers = [p for p in (t.get("infer_b1_ms"), v.get("infer_b1_ms")) if p]
         ratio = min(peers) / ours_ms if ours_ms and peers else None
+        best_peer = min((p for p in (t, v) if p.get("infer_b1_ms")), key=lambda p: p["infer_b1_ms"],
+                        default={})
+        spread = round_ratios(best_peer, o, "infer_b1_ms", "infer_b1_ms")
         w(f"| {LABELS.get(m, m)} | {num(o.get('infer_flops') and o['infer_flops'] / 1e9, '{:.2f}')} "
           f"| {with_min(o, 'infer_b1_ms', '{:.1f}')} | {with_min(t, 'infer_b1_ms', '{:.1f}')} "
-          f"| {with_min(v, 'infer_b1_ms', '{:.1f}')} | {num(ratio, '{:.2f}x')} "
+          f"| {with_min(v, 'infer_b1_ms', '{:.1f}')} | {ratio_text(ratio, spread)} "
           f"| {num(o.get('infer_batch_img_per_s'), '{:.2f}')} "
           f"| {num(t.get('infer_batch_img_per_s'), '{:.2f}')} "
           f"| {num(v.get('infer_batch_img_per_s'), '{:.2f}')} |")

@@ -11,7 +11,8 @@
 #   - benchmarks/make_results.py turns the raw results (build-bench/results/) into RESULTS.md.
 #
 # Environment: THREADS (default: nproc), STEPS (timed steps per measurement, default 3),
-# WARMUP (default 1), BATCH / HEIGHT / WIDTH (default 2 / 160 / 192, the original's), MODELS
+# WARMUP (default 1), ROUNDS (interleaved rounds of ours, PyTorch and OpenVINO per model; default
+# 3), BATCH / HEIGHT / WIDTH (default 2 / 160 / 192, the original's), MODELS
 # (default: the four models of the original), ISA (default: the library's choice), PYTHON_TORCH (a
 # python3 with torch; default: the virtual environment /opt/peers (pip install torch onnx
 # openvino) when it has torch, then /usr/bin/python3 (Debian's python3-torch 1.13), then python3),
@@ -23,6 +24,7 @@ root=$(pwd)
 threads=${THREADS:-$(nproc)}
 steps=${STEPS:-3}
 warmup=${WARMUP:-1}
+rounds=${ROUNDS:-3}
 size=(--batch "${BATCH:-2}" --height "${HEIGHT:-160}" --width "${WIDTH:-192}")
 models=${MODELS:-unet2d_lw unet2d_res_hw crunet_res_hw crunet_res_lw}
 out=${OUT:-benchmarks/RESULTS.md}
@@ -79,42 +81,51 @@ bench=$build/benchmarks/bench_models
 echo "== ours: GEMM rate and layers" >&2
 run_logged "$results/ours_layers.txt" "$bench" --sections peak,gemm,layers "${size[@]}" \
   --steps "$steps" --warmup "$warmup" --json "$results/ours_layers.json"
-for model in $models; do
-  echo "== ours: $model" >&2
-  run_logged "$results/ours_$model.txt" "$bench" --sections models --models "$model" \
-    "${size[@]}" --steps "$steps" --warmup "$warmup" --json "$results/ours_$model.json"
-done
 if [ -x "$build/benchmarks/bench_srnn" ]; then
   echo "== bench_srnn" >&2
   run_logged "$results/bench_srnn.txt" "$build/benchmarks/bench_srnn"
 fi
 
+have_openvino=0
+peer=benchmarks/torch_peer.py
 if [ -n "$python_torch" ]; then
-  peer=benchmarks/torch_peer.py
-  for model in $models; do
-    echo "== pytorch: $model" >&2
-    run_logged "$results/torch_$model.json" "$python_torch" "$peer" bench --model "$model" \
-      "${size[@]}" --threads "$threads" --steps "$steps" --warmup "$warmup"
-  done
-  echo "== pytorch: SRNN skips" >&2
-  run_logged "$results/torch_srnn.json" "$python_torch" "$peer" bench-srnn "${size[@]}" --threads "$threads" \
-    --steps "$steps" --warmup "$warmup"
   "$python_torch" -c 'import sys; print(sys.executable)' >"$results/peer_python.txt"
   if "$python_torch" -c 'import openvino, onnx' >/dev/null 2>&1; then
-    for model in $models; do
-      echo "== openvino (float32, ONNX export of the peer's graph): $model" >&2
-      run_logged "$results/openvino_$model.json" "$python_torch" "$peer" bench-openvino \
-        --model "$model" --height "${HEIGHT:-160}" --width "${WIDTH:-192}" --threads "$threads" \
-        --steps "$steps" --warmup "$warmup"
-    done
+    have_openvino=1
   else
     echo "$python_torch has no openvino + onnx: OpenVINO columns left empty (pip install openvino onnx)" >&2
   fi
+  echo "== pytorch: SRNN skips" >&2
+  run_logged "$results/torch_srnn.json" "$python_torch" "$peer" bench-srnn "${size[@]}" --threads "$threads" \
+    --steps "$steps" --warmup "$warmup"
 else
   echo "no python3 with torch: PyTorch columns left empty (apt-get install python3-torch)" >&2
 fi
 
+# Rounds: each round measures every model with ours, then PyTorch, then OpenVINO, one right after
+# the other, so that a ratio compares runs minutes apart at most. A shared (virtual) machine's speed
+# drifts by tens of percent over minutes; make_results.py reports the median over the rounds and
+# the range of the per-round ratios.
+for round in $(seq 1 "$rounds"); do
+  for model in $models; do
+    echo "== round $round: ours: $model" >&2
+    run_logged "$results/ours_$model.r$round.txt" "$bench" --sections models --models "$model" \
+      "${size[@]}" --steps "$steps" --warmup "$warmup" --json "$results/ours_$model.r$round.json"
+    if [ -n "$python_torch" ]; then
+      echo "== round $round: pytorch: $model" >&2
+      run_logged "$results/torch_$model.r$round.json" "$python_torch" "$peer" bench --model "$model" \
+        "${size[@]}" --threads "$threads" --steps "$steps" --warmup "$warmup"
+    fi
+    if [ "$have_openvino" = 1 ]; then
+      echo "== round $round: openvino (float32, ONNX export of the peer's graph): $model" >&2
+      run_logged "$results/openvino_$model.r$round.json" "$python_torch" "$peer" bench-openvino \
+        --model "$model" --height "${HEIGHT:-160}" --width "${WIDTH:-192}" --threads "$threads" \
+        --steps "$steps" --warmup "$warmup"
+    fi
+  done
+done
+
 kill "$sampler" 2>/dev/null || true
 python3 benchmarks/make_results.py "$results" --threads "$threads" --steps "$steps" \
-  --warmup "$warmup" >"$out"
+  --warmup "$warmup" --rounds "$rounds" >"$out"
 echo "wrote $out" >&2

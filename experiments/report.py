@@ -43,6 +43,12 @@ SEED_ORDER = ["unet2d_lw", "unet2d_res_hw", "crunet_res_hw", "crunet_res_lw"]
 TARGET_DICE = 0.94
 
 
+def epoch_seconds(r):
+    """Seconds per epoch: the median epoch where the cell recorded it (robust to the machine being
+    paused or busy for a while), else the mean of the older cells."""
+    return r.get("s_per_epoch_median") or r["s_per_epoch"]
+
+
 def load():
     rows = []
     with open(RESULTS) as f:
@@ -148,7 +154,7 @@ def seed_section(rows):
                     f"| {NAMES[model]} | {DATA[data]} | {LOSS[loss]} | {orig:.2f} | "
                     f"{f4(r['test_dice_final'])} / {f4(r['test_dice_final_at_0.3'])} | "
                     f"{f4(r['test_dice_best'])} / {f4(r['test_dice_best_at_0.3'])} | {ep_s} | "
-                    f"{r['device']} | {r['s_per_epoch']:.1f} |")
+                    f"{r['device']} | {epoch_seconds(r):.1f} |")
     out.append("")
     out.append(f"{16 - len(missing)} of 16 cells in the results file.")
     if missing:
@@ -184,7 +190,7 @@ def cv_section(rows):
         fin = [r["test_dice_final"] for r in folds.values()]
         best = [r["test_dice_best"] for r in folds.values() if r["test_dice_best"] is not None]
         iou = [r["test_iou_final"] for r in folds.values()]
-        spe = statistics.fmean(r["s_per_epoch"] for r in folds.values())
+        spe = statistics.fmean(epoch_seconds(r) for r in folds.values())
         m, s = mean_std(fin)
         mb, sb = mean_std(best)
         mi, si = mean_std(iou)

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -76,12 +77,12 @@ def plans():
     p["final"] = [make_cell("final", "crunet_res_lw", "d12")]
     # Order: CR-UNet-Res LW's folds on D1+D2 (the shipped weights after three of them: the CPU of
     # the first session was shared and slow), the ablation's folds (the SRNN
-    # question), U-Net2D-Res LW, the seed table's CPU cells, then D1 and the HW seed cells.
+    # question), U-Net2D-Res LW, D1's cross-validation (small and quick: the D1 goal and the time
+    # to reach 0.94), the seed table's CPU cells, then the HW seed cells.
     srnn = p["cv-srnn-d12"]
     lw = [c for c in srnn if c["model"] == "crunet_res_lw"]
     p["all"] = (lw[:3] + p["final"] + lw[3:] + [c for c in srnn if c["model"] != "crunet_res_lw"] +
-                p["cv-res-d12"] +
-                p["seed-lw"] + p["cv-srnn-d1"] + p["cv-res-d1"] + p["seed-hw"])
+                p["cv-res-d12"] + p["cv-srnn-d1"] + p["cv-res-d1"] + p["seed-lw"] + p["seed-hw"])
     return p
 
 
@@ -208,6 +209,10 @@ def run_cell(c, train_bin, threads):
         "test_dice_best": best.get("dice"), "test_dice_best_at_0.3": best.get("dice_at_0.3"),
         "test_iou_best": best.get("iou"),
         "train_seconds": seconds, "s_per_epoch": seconds / max(1, len(curve["epoch"])),
+        # The median is what an epoch costs even when the machine was paused (SIGSTOP) or busy
+        # for a while: the mean above counts those pauses.
+        "s_per_epoch_median": statistics.median(s for s in curve["seconds"] if s is not None)
+        if any(s is not None for s in curve["seconds"]) else None,
         "wall_seconds_last_invocation": wall, "resumed": resumed,
         "device": c["device"], "cpu": cpu_model(), "threads": threads,
         "loadavg_at_end": os.getloadavg()[0],
