@@ -163,6 +163,8 @@ def main():
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--readme", help="also write the summary table into this file, between "
+                        "<!-- bench:begin --> and <!-- bench:end -->")
     args = parser.parse_args()
     d = args.folder
 
@@ -390,6 +392,57 @@ def main():
     w("- Fastest-run figures (in parentheses) are the least disturbed by other load on a shared "
       "machine; medians are used for the speed-ups.")
     print("\n".join(out))
+    if args.readme:
+        write_readme_summary(args.readme, d, models, ours, torch_res, openvino_res, layers, args,
+                             torch_version, openvino_version, load_text)
+
+
+def write_readme_summary(path, d, models, ours, torch_res, openvino_res, layers, args,
+                         torch_version, openvino_version, load_text):
+    """The README's CPU table: the same figures as RESULTS.md, condensed."""
+    run = next((o["_run"] for o in ours.values()), {})
+    peak = layers.get("peak_gflops")
+    lines = [
+        f"CPU: {machine()}; instruction sets {instruction_sets()}; measured FMA peak "
+        f"{num(peak)} GFLOP/s on {args.threads} threads. `bash benchmarks/run_all.sh`, "
+        f"{read_text(d, 'date.txt', 'unknown')}, commit `{read_text(d, 'commit.txt', 'unknown')}`, "
+        f"our CPU path {run.get('cpu_path', 'unknown')} chosen at run time (no `-march` flag), "
+        f"{args.threads} threads, batch {run.get('batch', 2)}, {run.get('height', 160)} x "
+        f"{run.get('width', 192)}; {args.rounds} interleaved round(s) of ours, PyTorch "
+        f"{torch_version or 'n/a'} and OpenVINO {(openvino_version or 'n/a').split('-')[0]} "
+        f"(float32, the same graphs via ONNX); {load_text}. Median ms over the rounds; a speed-up "
+        "is the ratio of the medians, with the range of the per-round ratios in parentheses.",
+        "",
+        "| model | ours ms/step | PyTorch ms/step | speed-up | % FMA peak | ours ms (b1) "
+        "| PyTorch ms (b1) | OpenVINO ms (b1) | vs best peer (b1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in models:
+        o, t, v = ours.get(m, {}), torch_res.get(m, {}), openvino_res.get(m, {})
+        step, tstep = o.get("train_step_ms"), t.get("train_step_ms")
+        train_ratio = tstep / step if step and tstep else None
+        peers = [p for p in (t, v) if p.get("infer_b1_ms")]
+        best = min(peers, key=lambda p: p["infer_b1_ms"], default={})
+        infer = o.get("infer_b1_ms")
+        infer_ratio = best["infer_b1_ms"] / infer if infer and best else None
+        pct = peak and o.get("train_gflops") and 100.0 * o["train_gflops"] / peak
+        lines.append(
+            f"| {m} | {num(step, '{:.0f}')} | {num(tstep, '{:.0f}')} "
+            f"| {ratio_text(train_ratio, round_ratios(t, o, 'train_step_ms', 'train_step_ms'))} "
+            f"| {num(pct, '{:.0f}%')} | {num(infer)} | {num(t.get('infer_b1_ms'))} "
+            f"| {num(v.get('infer_b1_ms'))} "
+            f"| {ratio_text(infer_ratio, round_ratios(best, o, 'infer_b1_ms', 'infer_b1_ms'))} |")
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    with open(path) as fh:
+        text = fh.read()
+    if begin not in text or end not in text:
+        raise SystemExit(f"make_results.py: {path} has no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(head + begin + "\n" + "\n".join(lines) + "\n" + end + tail)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

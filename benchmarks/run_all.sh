@@ -16,7 +16,8 @@
 # (default: the four models of the original), ISA (default: the library's choice), PYTHON_TORCH (a
 # python3 with torch; default: the virtual environment /opt/peers (pip install torch onnx
 # openvino) when it has torch, then /usr/bin/python3 (Debian's python3-torch 1.13), then python3),
-# OUT (default benchmarks/RESULTS.md).
+# OUT (default benchmarks/RESULTS.md), README_SUMMARY (a file whose <!-- bench:begin/end --> part gets
+# the summary table: README.md for the published numbers; default none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -127,5 +128,5 @@ done
 
 kill "$sampler" 2>/dev/null || true
 python3 benchmarks/make_results.py "$results" --threads "$threads" --steps "$steps" \
-  --warmup "$warmup" --rounds "$rounds" >"$out"
+  --warmup "$warmup" --rounds "$rounds" ${README_SUMMARY:+--readme "$README_SUMMARY"} >"$out"
 echo "wrote $out" >&2
