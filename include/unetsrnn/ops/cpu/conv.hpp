@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "unetsrnn/ops/cpu/conv_algo.hpp"
 #include "unetsrnn/ops/cpu/isa.hpp"
 #include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
@@ -46,15 +47,25 @@ inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
 #include "unetsrnn/ops/cpu/foreach_isa.hpp"
 // After the kernels: the portable ops use the portable path's shared helpers.
 #include "unetsrnn/ops/cpu/conv_portable.hpp"
+// Winograd F(2x2, 3x3), on every path: after both, it uses their products.
+#define UNETSRNN_KERNELS_HEADER "unetsrnn/ops/cpu/conv_winograd.hpp"
+#define UNETSRNN_KERNELS_EMULATE 1
+#include "unetsrnn/ops/cpu/foreach_isa.hpp"
 
 namespace unetsrnn::cpu {
 
 inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
                            Tensor<Cpu>& scratch) {
+  if (use_winograd(w.shape, x.shape)) {
+    UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd(x, w, b, y, act, scratch));
+  }
   UNETSRNN_CPU_DISPATCH(conv2d_forward(x, w, b, y, act, scratch));
 }
 inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                                  Tensor<Cpu>& scratch) {
+  if (use_winograd(w.shape, dy.shape)) {
+    UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd(dy, w, dx, accumulate, scratch));
+  }
   UNETSRNN_CPU_DISPATCH(conv2d_backward_data(dy, w, dx, accumulate, scratch));
 }
 inline void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, View<Cpu> db,
