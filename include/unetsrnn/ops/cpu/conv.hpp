@@ -26,6 +26,13 @@
 // scratch, and a loop without a team never enters a parallel region (libgomp would allocate one): a
 // warm call allocates nothing, on every path. The blocking constants (kMaxDepth, kBlockPixels,
 // kBandPixels, kL2Floats) assume 32 KiB of L1 and >= 512 KiB of L2 per core.
+//
+// Two algorithms for the 3x3 forward and backward-data products (ops/cpu/conv_algo.hpp chooses;
+// UNETSRNN_CONV_ALGO or set_conv_algorithm force one): the direct products above, or Winograd
+// F(2x2, 3x3) (conv_winograd.hpp), per block of 2x2 output tiles an input transform straight into
+// packed strips, 16 products U[xi] (Cout x Cin) x V[xi] (Cin x tiles) on the same register tiles
+// (portable: Eigen's GEMM), and an output transform into Y with the bias and ReLU, the filters
+// transformed once per call into the scratch. The weight gradient always runs direct.
 #include <algorithm>
 #include <cstddef>
 
