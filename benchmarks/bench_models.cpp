@@ -4,7 +4,7 @@
 //
 //   bench_models [--models a,b,...] [--batch 2] [--height 160] [--width 192] [--steps 5]
 //                [--warmup 1] [--infer-batch 8] [--layer-width 32] [--threads N]
-//                [--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd]
+//                [--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd|winograd4]
 //                [--sections peak,gemm,layers,models] [--json FILE]
 //
 // The kernels run the CPU path chosen at start-up (ops/cpu/isa.hpp), printed first; --isa (or
@@ -73,7 +73,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   std::cerr << "bench_models: " << error
             << "\nusage: bench_models [--models a,b,...] [--batch N] [--height H] [--width W] "
                "[--steps S] [--warmup K] [--infer-batch N] [--layer-width F] [--threads N] "
-               "[--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd] "
+               "[--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd|winograd4] "
                "[--sections peak,gemm,layers,models] [--json FILE]\n";
   std::exit(2);
 }
@@ -344,7 +344,8 @@ std::vector<LayerResult> bench_layers(const Options& o) {
     Tensor<> y(xs), dy = uniform(xs, 4), dx(xs), dw(wt.shape()), db(b.shape()), scratch;
     const std::string tag = "conv3x3 l" + std::to_string(level) + " ";
     const cpu::ConvAlgo chosen = cpu::conv_algorithm();
-    for (cpu::ConvAlgo algo : {cpu::ConvAlgo::Direct, cpu::ConvAlgo::Winograd}) {
+    for (cpu::ConvAlgo algo :
+         {cpu::ConvAlgo::Direct, cpu::ConvAlgo::Winograd, cpu::ConvAlgo::Winograd4}) {
       cpu::set_conv_algorithm(algo);
       const std::string name = std::string(" ") + cpu::conv_algo_name(algo);
       results.push_back(time_layer(
@@ -517,19 +518,19 @@ int main(int argc, char** argv) {
   if (wants(o, "layers")) {
     std::printf("\nLayers (base width %d, batch %d, FLOPs as counted by the op table)\n",
                 o.layer_width, o.batch);
-    std::printf("%-28s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
+    std::printf("%-30s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
     Json layers = Json::array();
     for (const LayerResult& l : bench_layers(o)) {
       Json j{{"name", l.name}, {"shape", l.shape}};
       if (!l.error.empty()) {
-        std::printf("%-28s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
+        std::printf("%-30s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
                     ("n/a: " + l.error).c_str());
         j["error"] = l.error;
         layers.push_back(std::move(j));
         continue;
       }
       const double gflops = l.flops > 0 ? l.flops / (l.ms * 1e6) : NAN;
-      std::printf("%-28s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
+      std::printf("%-30s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
                   l.flops > 0 ? fmt("%.1f", gflops).c_str() : "-");
       j["ms"] = l.ms;
       j["flops"] = l.flops;

@@ -29,10 +29,11 @@
 //
 // Two algorithms for the 3x3 forward and backward-data products (ops/cpu/conv_algo.hpp chooses;
 // UNETSRNN_CONV_ALGO or set_conv_algorithm force one): the direct products above, or Winograd
-// F(2x2, 3x3) (conv_winograd.hpp), per block of 2x2 output tiles an input transform straight into
-// packed strips, 16 products U[xi] (Cout x Cin) x V[xi] (Cin x tiles) on the same register tiles
-// (portable: Eigen's GEMM), and an output transform into Y with the bias and ReLU, the filters
-// transformed once per call into the scratch. The weight gradient always runs direct.
+// F(2x2, 3x3) or F(4x4, 3x3) (conv_winograd.hpp), per block of output tiles an input transform
+// straight into packed strips, 16 (36) products U[xi] (Cout x Cin) x V[xi] (Cin x tiles) on the
+// same register tiles (portable: Eigen's GEMM), and an output transform into Y with the bias and
+// ReLU, the filters transformed once per call into the scratch. The weight gradient always runs
+// direct.
 #include <algorithm>
 #include <cstddef>
 
@@ -63,15 +64,25 @@ namespace unetsrnn::cpu {
 
 inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
                            Tensor<Cpu>& scratch) {
-  if (use_winograd(w.shape, x.shape)) {
-    UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd(x, w, b, y, act, scratch));
+  switch (conv_algo_for(w.shape, x.shape)) {
+    case ConvAlgo::Winograd:
+      UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd(x, w, b, y, act, scratch));
+    case ConvAlgo::Winograd4:
+      UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd4(x, w, b, y, act, scratch));
+    default:
+      break;
   }
   UNETSRNN_CPU_DISPATCH(conv2d_forward(x, w, b, y, act, scratch));
 }
 inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                                  Tensor<Cpu>& scratch) {
-  if (use_winograd(w.shape, dy.shape)) {
-    UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd(dy, w, dx, accumulate, scratch));
+  switch (conv_algo_for(w.shape, dy.shape)) {
+    case ConvAlgo::Winograd:
+      UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd(dy, w, dx, accumulate, scratch));
+    case ConvAlgo::Winograd4:
+      UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd4(dy, w, dx, accumulate, scratch));
+    default:
+      break;
   }
   UNETSRNN_CPU_DISPATCH(conv2d_backward_data(dy, w, dx, accumulate, scratch));
 }

@@ -6,9 +6,12 @@
 //   winograd  Winograd minimal filtering F(2x2, 3x3) (conv_winograd.hpp): 16 multiply-adds per
 //             2x2 output tile and channel pair instead of 36, at the price of three transforms
 //             and a rounding error a few times larger (see conv_winograd.hpp);
-//   auto      Winograd where it pays (winograd_pays below), direct elsewhere. The default.
-// The environment variable UNETSRNN_CONV_ALGO=auto|direct|winograd, read once at the first
-// convolution, or set_conv_algorithm chooses. Winograd only computes 3x3 kernels (the ops'
+//   winograd4 F(4x4, 3x3): 36 multiply-adds per 4x4 tile and channel pair (a quarter of direct's)
+//             with a larger rounding error (worst-case bound ~36 times F(2x2)'s, measured ~5
+//             times); never chosen by auto;
+//   auto      F(2x2) Winograd where it pays (winograd_pays below), direct elsewhere. The default.
+// The environment variable UNETSRNN_CONV_ALGO=auto|direct|winograd|winograd4, read once at the
+// first convolution, or set_conv_algorithm chooses. Winograd only computes 3x3 kernels (the ops'
 // convolutions are all 'same', stride 1): forced on any other kernel (the 1x1 head), it runs
 // direct. The weight gradient (conv2d_backward_params) always runs direct.
 #include <algorithm>
@@ -22,8 +25,9 @@
 
 namespace unetsrnn::cpu {
 
-enum class ConvAlgo { Auto, Direct, Winograd };
-inline constexpr ConvAlgo kConvAlgos[] = {ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Winograd};
+enum class ConvAlgo { Auto, Direct, Winograd, Winograd4 };
+inline constexpr ConvAlgo kConvAlgos[] = {ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Winograd,
+                                          ConvAlgo::Winograd4};
 
 constexpr const char* conv_algo_name(ConvAlgo algo) {
   switch (algo) {
@@ -31,18 +35,21 @@ constexpr const char* conv_algo_name(ConvAlgo algo) {
       return "direct";
     case ConvAlgo::Winograd:
       return "winograd";
+    case ConvAlgo::Winograd4:
+      return "winograd4";
     case ConvAlgo::Auto:
       break;
   }
   return "auto";
 }
 
-// "auto", "direct" or "winograd"; `what` names the source in errors.
+// "auto", "direct", "winograd" or "winograd4"; `what` names the source in errors.
 inline ConvAlgo parse_conv_algo(std::string_view name, const char* what) {
   for (ConvAlgo algo : kConvAlgos)
     if (name == conv_algo_name(algo)) return algo;
   throw std::invalid_argument(std::string(what) + ": unknown convolution algorithm '" +
-                              std::string(name) + "': expected auto, direct or winograd");
+                              std::string(name) +
+                              "': expected auto, direct, winograd or winograd4");
 }
 
 namespace detail {
@@ -89,17 +96,12 @@ inline bool winograd_pays(const Shape& w, const Shape& x) {
   return std::min(w.n, w.c) >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
 }
 
-// Whether the current choice runs this convolution through Winograd.
-inline bool use_winograd(const Shape& w, const Shape& x) {
-  switch (conv_algorithm()) {
-    case ConvAlgo::Direct:
-      return false;
-    case ConvAlgo::Winograd:
-      return winograd_applies(w);
-    case ConvAlgo::Auto:
-      break;
-  }
-  return winograd_applies(w) && winograd_pays(w, x);
+// The algorithm the current choice runs this convolution with: Direct, Winograd or Winograd4.
+inline ConvAlgo conv_algo_for(const Shape& w, const Shape& x) {
+  const ConvAlgo chosen = conv_algorithm();
+  if (chosen == ConvAlgo::Direct || !winograd_applies(w)) return ConvAlgo::Direct;
+  if (chosen != ConvAlgo::Auto) return chosen;
+  return winograd_pays(w, x) ? ConvAlgo::Winograd : ConvAlgo::Direct;
 }
 
 }  // namespace unetsrnn::cpu

@@ -1,20 +1,22 @@
-// Winograd F(2x2, 3x3) for the 3x3 'same' convolutions (forward, and backward data as the 'same'
-// convolution of dY with the flipped, transposed kernel): a kernel header of
-// ops/cpu/foreach_isa.hpp, compiled once per path after conv_kernels.hpp and conv_portable.hpp,
-// whose helpers it uses (namespace cpu::<path>::conv_detail). The choice between it and the direct
-// products is ops/cpu/conv_algo.hpp's.
+// Winograd minimal filtering F(M x M, 3 x 3), M = 2 or 4, for the 3x3 'same' convolutions
+// (forward, and backward data as the 'same' convolution of dY with the flipped, transposed
+// kernel): a kernel header of ops/cpu/foreach_isa.hpp, compiled once per path after
+// conv_kernels.hpp and conv_portable.hpp, whose helpers it uses (namespace
+// cpu::<path>::conv_detail). The choice between it and the direct products is
+// ops/cpu/conv_algo.hpp's.
 //
-// Each 2x2 output tile is Y = A^T [sum_c (G g G^T) .* (B^T d B)] A, d the 4x4 input patch under
-// it. The 16 element-wise products, summed over the input channels, are 16 matrix products per
-// block of tiles: M[xi] (Cout x tiles) = U[xi] (Cout x Cin) * V[xi] (Cin x tiles), xi the 16
-// positions of the 4x4 transformed tile. Per call the filters are transformed once, U = G g G^T,
-// into the shared scratch, [xi][Cout][Cin] (read in place as MatrixA). Then per unit (image,
-// block of tiles, range of output channels), in its own scratch slice:
+// Each M x M output tile is Y = A^T [sum_c (G g G^T) .* (B^T d B)] A, d the A x A input patch
+// under it (A = M + 2). The A^2 element-wise products (16 for F(2x2), 36 for F(4x4)), summed over
+// the input channels, are A^2 matrix products per block of tiles: M[xi] (Cout x tiles) = U[xi]
+// (Cout x Cin) * V[xi] (Cin x tiles), xi the positions of the transformed tile. Per call the
+// filters are transformed once, U = G g G^T, into the shared scratch, [xi][Cout][Cin] (read in
+// place as MatrixA). Then per unit (image, block of tiles, range of output channels), in its own
+// scratch slice:
 //   1. the input transform V = B^T d B of the block's patches of all Cin channels, 8 tiles at a
 //      time along a tile row, written straight into the layout the products read (SIMD paths:
 //      16-tile strips, [xi][strip][Cin][16], as PackedStrip; portable: row-major [xi][Cin][tiles]
 //      for Eigen);
-//   2. the 16 products, by product_block's register tiles (portable: Eigen's GEMM);
+//   2. the A^2 products, by product_block's register tiles (portable: Eigen's GEMM);
 //   3. the output transform A^T m A, plus the bias and ReLU (forward) or added to dX (backward,
 //      accumulate), straight into the output.
 // Blocks: as many tiles as keep V within kBlockFloats (half of L2), at most kMaxBlockTiles. An
@@ -25,73 +27,106 @@
 // and channels and sums over the input channels in a fixed order (Eigen's too: its blocking is
 // fixed by the shapes): results do not depend on the thread count.
 //
-// Rounding. The transforms are exact up to float rounding but mix values: V sums up to 4 input
-// values, U up to 9 weights times 1/4, the output transform 9 products. The error bound relative
-// to S = sum |w| |x| over a direct output's terms is therefore a small multiple of the direct
-// one's; the tests hold it to 8e-6 S (the direct products sum 9 Cin terms in float, their error
-// is about 1e-7 S per sqrt of the terms). Not for conv2d_backward_params, which stays direct.
+// Rounding: the transforms mix values (V sums up to A^2 inputs with coefficients up to 5 for
+// F(4x4), the output transform A^2 products with coefficients up to 8), so the error relative to
+// S = sum |w| |x| over an output's terms is a multiple of the direct products': worst case ~7 times
+// for F(2x2) and up to ~256 times for F(4x4), measured ~10 times either (tests/
+// test_conv_winograd.cpp derives its limits). conv2d_backward_params always runs direct.
 namespace unetsrnn::cpu::UNETSRNN_ISA_NS {
 namespace conv_detail {
 
 // Arithmetic of the transforms on one tile (float) or eight (Vec8).
 inline float wadd(float a, float b) { return a + b; }
 inline float wsub(float a, float b) { return a - b; }
+inline float wneg(float a) { return -a; }
+inline float wfma(float c, float x, float acc) { return c * x + acc; }
+inline float wscale(float c, float x) { return c * x; }
 inline Vec8 wadd(Vec8 a, Vec8 b) { return vadd(a, b); }
 inline Vec8 wsub(Vec8 a, Vec8 b) { return vsub(a, b); }
+inline Vec8 wneg(Vec8 a) { return vsub(vzero(Vec8{}), a); }
+inline Vec8 wfma(float c, Vec8 x, Vec8 acc) { return vfma(vbroadcast(&c, Vec8{}), x, acc); }
+inline Vec8 wscale(float c, Vec8 x) { return wfma(c, x, vzero(Vec8{})); }
 
-// v = B^T d B, d and v 4 x 4 row-major. B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
-template <class T>
-void winograd_input_transform(const T d[16], T v[16]) {
-  T t[16];
-  for (int q = 0; q < 4; ++q) {
-    t[q] = wsub(d[q], d[8 + q]);
-    t[4 + q] = wadd(d[4 + q], d[8 + q]);
-    t[8 + q] = wsub(d[8 + q], d[4 + q]);
-    t[12 + q] = wsub(d[4 + q], d[12 + q]);
+// The matrices of F(M x M, 3 x 3) (Lavin and Gray 2016): tiles of M x M outputs from patches of
+// A x A inputs, A = M + 2, in A^2 element-wise products. F(2x2): the points 0, 1, -1;
+// F(4x4): 0, 1, -1, 2, -2.
+template <int M>
+struct WinogradMatrices;
+template <>
+struct WinogradMatrices<2> {
+  static constexpr float bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr float g[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+  static constexpr float at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+template <>
+struct WinogradMatrices<4> {
+  static constexpr float bt[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
+                                     {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                                     {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr float g[6][3] = {{1.0f / 4, 0, 0},
+                                    {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                    {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                    {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                    {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                    {0, 0, 1}};
+  static constexpr float at[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
+
+// sum_k coef[k] x[k stride] over the nonzero coefficients, +-1 as additions (the loops unroll and
+// the constant coefficients fold).
+template <int K, class T>
+T combine(const float* coef, const T* x, int stride) {
+  T acc = x[0];
+  bool first = true;
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) {
+    const float c = coef[k];
+    if (c == 0.0f) continue;
+    const T v = x[k * stride];
+    if (first)
+      acc = c == 1.0f ? v : c == -1.0f ? wneg(v) : wscale(c, v);
+    else
+      acc = c == 1.0f ? wadd(acc, v) : c == -1.0f ? wsub(acc, v) : wfma(c, v, acc);
+    first = false;
   }
-  for (int r = 0; r < 4; ++r) {
-    v[4 * r] = wsub(t[4 * r], t[4 * r + 2]);
-    v[4 * r + 1] = wadd(t[4 * r + 1], t[4 * r + 2]);
-    v[4 * r + 2] = wsub(t[4 * r + 2], t[4 * r + 1]);
-    v[4 * r + 3] = wsub(t[4 * r + 1], t[4 * r + 3]);
-  }
+  return acc;
 }
 
-// y = A^T m A, m 4 x 4 and y 2 x 2 row-major. A^T = [1 1 1 0; 0 1 -1 -1].
-template <class T>
-void winograd_output_transform(const T m[16], T y[4]) {
-  T t[8];
-  for (int q = 0; q < 4; ++q) {
-    t[q] = wadd(wadd(m[q], m[4 + q]), m[8 + q]);
-    t[4 + q] = wsub(wsub(m[4 + q], m[8 + q]), m[12 + q]);
-  }
-  for (int r = 0; r < 2; ++r) {
-    y[2 * r] = wadd(wadd(t[4 * r], t[4 * r + 1]), t[4 * r + 2]);
-    y[2 * r + 1] = wsub(wsub(t[4 * r + 1], t[4 * r + 2]), t[4 * r + 3]);
-  }
+// out (R x R) = L in L^T for an R x C matrix L (coef rows C apart) and a C x C `in`, row-major.
+template <int R, int C, class T>
+void sandwich(const float (&l)[R][C], const T* in, T* out) {
+  T t[R * C];  // L in
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int q = 0; q < C; ++q) t[i * C + q] = combine<C>(l[i], in + q, C);
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < R; ++j) out[i * R + j] = combine<C>(l[j], t + i * C, 1);
 }
 
-// u = G g G^T, g 3 x 3 and u 4 x 4 row-major. G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
-inline void winograd_filter_transform(const float g[9], float u[16]) {
-  float t[12];
-  for (int q = 0; q < 3; ++q) {
-    t[q] = g[q];
-    t[3 + q] = 0.5f * (g[q] + g[3 + q] + g[6 + q]);
-    t[6 + q] = 0.5f * (g[q] - g[3 + q] + g[6 + q]);
-    t[9 + q] = g[6 + q];
-  }
-  for (int r = 0; r < 4; ++r) {
-    u[4 * r] = t[3 * r];
-    u[4 * r + 1] = 0.5f * (t[3 * r] + t[3 * r + 1] + t[3 * r + 2]);
-    u[4 * r + 2] = 0.5f * (t[3 * r] - t[3 * r + 1] + t[3 * r + 2]);
-    u[4 * r + 3] = t[3 * r + 2];
-  }
+// v = B^T d B (A x A); y = A^T m A (M x M); u = G g G^T (A x A, g 3 x 3).
+template <int M, class T>
+void winograd_input_transform(const T* d, T* v) {
+  sandwich(WinogradMatrices<M>::bt, d, v);
+}
+template <int M, class T>
+void winograd_output_transform(const T* m, T* y) {
+  sandwich(WinogradMatrices<M>::at, m, y);
+}
+template <int M>
+void winograd_filter_transform(const float* g, float* u) {
+  sandwich(WinogradMatrices<M>::g, g, u);
 }
 
 // U[xi][row][col] (rows = the convolution's output channels, cols = its input channels) of a
 // (Cout, Cin, 3, 3) kernel w: forward row o, col c from w[o][c]; `flipped` (backward data) row c,
 // col o from w[o][c] turned by 180 degrees.
-inline void winograd_filters(CView<Cpu> w, bool flipped, float* u) {
+template <int M>
+void winograd_filters(CView<Cpu> w, bool flipped, float* u) {
+  constexpr int kPositions = (M + 2) * (M + 2);
   const int Cout = w.shape.n, Cin = w.shape.c;
   const int rows = flipped ? Cin : Cout, cols = flipped ? Cout : Cin;
   const std::size_t plane = static_cast<std::size_t>(rows) * cols;
@@ -100,17 +135,19 @@ inline void winograd_filters(CView<Cpu> w, bool flipped, float* u) {
     for (int col = 0; col < cols; ++col) {
       const int o = flipped ? col : r, c = flipped ? r : col;
       const float* s = w.data + (static_cast<std::size_t>(o) * Cin + c) * 9;
-      float g[9], t[16];
+      float g[9], t[kPositions];
       for (int k = 0; k < 9; ++k) g[k] = s[flipped ? 8 - k : k];
-      winograd_filter_transform(g, t);
-      for (int xi = 0; xi < 16; ++xi)
+      winograd_filter_transform<M>(g, t);
+      for (int xi = 0; xi < kPositions; ++xi)
         u[xi * plane + static_cast<std::size_t>(r) * cols + col] = t[xi];
     }
   });
 }
 
 // How a call is cut into units (see the top of this file); shapes only.
+template <int M>
 struct WinogradPlan {
+  static constexpr int kIn = M + 2, kPositions = kIn * kIn;   // patch side, products
   static constexpr std::size_t kBlockFloats = 2 * kL2Floats;  // V of one block: 256 KiB
   static constexpr int kMaxBlockTiles = 64;
   static constexpr int kRangeRows = 64;  // output channels per unit when an image is one block
@@ -119,8 +156,8 @@ struct WinogradPlan {
   int block, blocks;                     // tiles per block (the last of an image fewer), per image
   int range_rows, ranges;                // output channels per unit, ranges per block
   WinogradPlan(int n, int h, int w, int in, int out)
-      : N(n), H(h), W(w), TW((w + 1) / 2), tiles(((h + 1) / 2) * TW), depth(in), rows(out) {
-    const int fit = static_cast<int>(kBlockFloats / (16 * static_cast<std::size_t>(depth)));
+      : N(n), H(h), W(w), TW((w + M - 1) / M), tiles((h + M - 1) / M * TW), depth(in), rows(out) {
+    const int fit = static_cast<int>(kBlockFloats / (kPositions * static_cast<std::size_t>(depth)));
     const int max_block = std::clamp(fit / kTileCols * kTileCols, kTileCols, kMaxBlockTiles);
     const int even = (tiles + max_block - 1) / max_block;  // blocks of near-equal size
     block = std::min(tiles, ((tiles + even - 1) / even + kTileCols - 1) / kTileCols * kTileCols);
@@ -142,15 +179,15 @@ struct WinogradPlan {
   std::size_t v_strip() const { return static_cast<std::size_t>(depth) * kStrip; }
   std::size_t v_xi() const { return static_cast<std::size_t>(strips()) * depth * kStrip; }
 #endif
-  std::size_t v_floats() const { return round_to_line(16 * v_xi()); }
+  std::size_t v_floats() const { return round_to_line(kPositions * v_xi()); }
   // M[xi][o][l] at xi * m_xi + o * block + l.
   std::size_t m_xi() const { return static_cast<std::size_t>(range_rows) * block; }
-  std::size_t m_floats() const { return round_to_line(16 * m_xi()); }
-  int row_pitch() const { return 2 * TW + 24; }  // a padded input row, with even8's overrun
+  std::size_t m_floats() const { return round_to_line(kPositions * m_xi()); }
+  int row_pitch() const { return M * TW + 24; }  // a padded input row, with even8's overrun
   std::size_t rows_floats() const {
-    return round_to_line(4 * static_cast<std::size_t>(row_pitch()));
+    return round_to_line(kIn * static_cast<std::size_t>(row_pitch()));
   }
-  std::size_t shared_floats() const { return 16 * static_cast<std::size_t>(rows) * depth; }
+  std::size_t shared_floats() const { return kPositions * static_cast<std::size_t>(rows) * depth; }
   std::size_t thread_floats() const {
     std::size_t f = v_floats() + m_floats() + rows_floats();
 #if defined(UNETSRNN_ISA_PORTABLE)
@@ -161,8 +198,10 @@ struct WinogradPlan {
 };
 
 // The input transform of tiles [t0, t0 + count) of image `x` (depth channels) into V.
-inline void winograd_transform_input(const WinogradPlan& p, const float* x, std::size_t plane,
-                                     int t0, int count, float* v, float* rows) {
+template <int M>
+void winograd_transform_input(const WinogradPlan<M>& p, const float* x, std::size_t plane, int t0,
+                              int count, float* v, float* rows) {
+  constexpr int kIn = M + 2, kPositions = kIn * kIn;
   const std::size_t vx = p.v_xi(), vc = p.v_c(), vs = p.v_strip();
   const int pitch = p.row_pitch();
   const auto at = [&](int c, int l) {
@@ -172,7 +211,7 @@ inline void winograd_transform_input(const WinogradPlan& p, const float* x, std:
 #if !defined(UNETSRNN_ISA_PORTABLE)
   // The last strip's padding columns: read by the tiles, their results dropped.
   if (count % kStrip)
-    for (int xi = 0; xi < 16; ++xi)
+    for (int xi = 0; xi < kPositions; ++xi)
       for (int c = 0; c < p.depth; ++c)
         zero_floats(v + xi * vx + at(c, count), kStrip - count % kStrip);
 #endif
@@ -180,12 +219,12 @@ inline void winograd_transform_input(const WinogradPlan& p, const float* x, std:
     const float* img = x + static_cast<std::size_t>(c) * plane;
     for (int t = t0; t < t0 + count;) {
       const int ti = t / p.TW, ja = t % p.TW, jb = std::min(p.TW, ja + (t0 + count - t));
-      // Input rows 2 ti - 1 .. 2 ti + 2, zero-padded: rows[r][q] = x[2 ti - 1 + r][q - 1] for
-      // q in [2 ja, 2 jb + 2], zero outside the image.
-      const int qa = 2 * ja, qb = 2 * jb + 3;
-      for (int r = 0; r < 4; ++r) {
+      // Input rows M ti - 1 .. M ti + M, zero-padded: rows[r][q] = x[M ti - 1 + r][q - 1] for
+      // q in [M ja, M jb + 3), zero outside the image.
+      const int qa = M * ja, qb = M * jb + 3;
+      for (int r = 0; r < kIn; ++r) {
         float* row = rows + r * pitch;
-        const int i = 2 * ti - 1 + r;
+        const int i = M * ti - 1 + r;
         if (i < 0 || i >= p.H) {
           zero_floats(row + qa, qb - qa);
           continue;
@@ -196,17 +235,21 @@ inline void winograd_transform_input(const WinogradPlan& p, const float* x, std:
         zero_floats(row + hi, qb - hi);
       }
       int j = ja, l = t - t0;
-      for (; j + 8 <= jb; j += 8, l += 8) {  // eight tiles: columns 2 j + q of each row
-        Vec8 d[16], out[16];
-        for (int r = 0; r < 4; ++r)
-          for (int q = 0; q < 4; ++q) {
+      for (; j + 8 <= jb; j += 8, l += 8) {  // eight tiles: columns M j + q of each row
+        Vec8 d[kPositions], out[kPositions];
+        for (int r = 0; r < kIn; ++r)
+          for (int q = 0; q < kIn; ++q) {
             float e[8];
-            even8(rows + r * pitch + 2 * j + q, e);
-            d[4 * r + q] = vload(e, Vec8{});
+            const float* src = rows + r * pitch + M * j + q;
+            if constexpr (M == 2)
+              even8(src, e);
+            else
+              for (int s = 0; s < 8; ++s) e[s] = src[M * s];
+            d[kIn * r + q] = vload(e, Vec8{});
           }
-        winograd_input_transform(d, out);
+        winograd_input_transform<M>(d, out);
         const int lane = l % kStrip;
-        for (int xi = 0; xi < 16; ++xi) {
+        for (int xi = 0; xi < kPositions; ++xi) {
           float* dst = v + xi * vx + at(c, l);
           if (lane + 8 <= kStrip) {
             vstore(dst, out[xi]);
@@ -218,11 +261,11 @@ inline void winograd_transform_input(const WinogradPlan& p, const float* x, std:
         }
       }
       for (; j < jb; ++j, ++l) {
-        float d[16], out[16];
-        for (int r = 0; r < 4; ++r)
-          for (int q = 0; q < 4; ++q) d[4 * r + q] = rows[r * pitch + 2 * j + q];
-        winograd_input_transform(d, out);
-        for (int xi = 0; xi < 16; ++xi) v[xi * vx + at(c, l)] = out[xi];
+        float d[kPositions], out[kPositions];
+        for (int r = 0; r < kIn; ++r)
+          for (int q = 0; q < kIn; ++q) d[kIn * r + q] = rows[r * pitch + M * j + q];
+        winograd_input_transform<M>(d, out);
+        for (int xi = 0; xi < kPositions; ++xi) v[xi * vx + at(c, l)] = out[xi];
       }
       t += jb - ja;
     }
@@ -237,9 +280,10 @@ struct WinogradOut {
 
 // Output rows [o0, o0 + oc) of tiles [t0, t0 + count): y = A^T m A, then the epilogue, into the
 // output planes of one image (`out` at channel 0, planes `plane` apart).
-inline void winograd_transform_output(const WinogradPlan& p, const float* m, int o0, int oc, int t0,
-                                      int count, const WinogradOut& ep, float* out,
-                                      std::size_t plane) {
+template <int M>
+void winograd_transform_output(const WinogradPlan<M>& p, const float* m, int o0, int oc, int t0,
+                               int count, const WinogradOut& ep, float* out, std::size_t plane) {
+  constexpr int kPositions = (M + 2) * (M + 2);
   const std::size_t mx = p.m_xi();
   for (int o = 0; o < oc; ++o) {
     float* y = out + static_cast<std::size_t>(o0 + o) * plane;
@@ -247,40 +291,43 @@ inline void winograd_transform_output(const WinogradPlan& p, const float* m, int
     const float bias = ep.bias ? ep.bias[o0 + o] : 0.0f;
     for (int t = t0; t < t0 + count;) {
       const int ti = t / p.TW, ja = t % p.TW, jb = std::min(p.TW, ja + (t0 + count - t));
-      const int i = 2 * ti;
+      const int i = M * ti;
       int j = ja, l = t - t0;
-      // Eight whole tiles: both output rows and columns 2 j .. 2 j + 15 exist.
-      for (; j + 8 <= jb && i + 1 < p.H && 2 * j + 16 <= p.W; j += 8, l += 8) {
-        Vec8 mv[16], yv[4];
-        for (int xi = 0; xi < 16; ++xi) mv[xi] = vload(mo + xi * mx + l, Vec8{});
-        winograd_output_transform(mv, yv);
-        for (int r = 0; r < 2; ++r) {
-          Vec8 a = yv[2 * r], b = yv[2 * r + 1];
-          if (ep.bias) {
-            const Vec8 vb = vbroadcast(&bias, Vec8{});
-            a = vadd(a, vb), b = vadd(b, vb);
+      // Eight whole tiles: all M output rows and columns M j .. M j + 8 M - 1 exist.
+      for (; j + 8 <= jb && i + M <= p.H && M * j + 8 * M <= p.W; j += 8, l += 8) {
+        Vec8 mv[kPositions], yv[M * M];
+        for (int xi = 0; xi < kPositions; ++xi) mv[xi] = vload(mo + xi * mx + l, Vec8{});
+        winograd_output_transform<M>(mv, yv);
+        for (int r = 0; r < M; ++r) {
+          float e[M][8], row[8 * M];
+          for (int s = 0; s < M; ++s) {
+            Vec8 value = yv[M * r + s];
+            if (ep.bias) value = vadd(value, vbroadcast(&bias, Vec8{}));
+            if (ep.relu) value = vrelu(value);
+            vstore(e[s], value);
           }
-          if (ep.relu) a = vrelu(a), b = vrelu(b);
-          float ea[8], eb[8], row[16];
-          vstore(ea, a), vstore(eb, b);
-          interleave8(ea, eb, 0.0f, row);
-          float* dst = y + static_cast<std::size_t>(i + r) * p.W + 2 * j;
+          if constexpr (M == 2)
+            interleave8(e[0], e[1], 0.0f, row);
+          else
+            for (int q = 0; q < 8; ++q)
+              for (int s = 0; s < M; ++s) row[M * q + s] = e[s][q];
+          float* dst = y + static_cast<std::size_t>(i + r) * p.W + M * j;
           if (ep.accumulate)
-            for (int s = 0; s < 16; s += 8)
+            for (int s = 0; s < 8 * M; s += 8)
               vstore(dst + s, vadd(vload(dst + s, Vec8{}), vload(row + s, Vec8{})));
           else
-            copy_floats(dst, row, 16);
+            copy_floats(dst, row, 8 * M);
         }
       }
       for (; j < jb; ++j, ++l) {  // one tile, clipped at the image's bottom and right edges
-        float mt[16], yt[4];
-        for (int xi = 0; xi < 16; ++xi) mt[xi] = mo[xi * mx + l];
-        winograd_output_transform(mt, yt);
-        for (int r = 0; r < 2 && i + r < p.H; ++r)
-          for (int s = 0; s < 2 && 2 * j + s < p.W; ++s) {
-            float value = yt[2 * r + s] + bias;
+        float mt[kPositions], yt[M * M];
+        for (int xi = 0; xi < kPositions; ++xi) mt[xi] = mo[xi * mx + l];
+        winograd_output_transform<M>(mt, yt);
+        for (int r = 0; r < M && i + r < p.H; ++r)
+          for (int s = 0; s < M && M * j + s < p.W; ++s) {
+            float value = yt[M * r + s] + bias;
             if (ep.relu) value = value > 0.0f ? value : 0.0f;
-            float& dst = y[static_cast<std::size_t>(i + r) * p.W + 2 * j + s];
+            float& dst = y[static_cast<std::size_t>(i + r) * p.W + M * j + s];
             dst = ep.accumulate ? dst + value : value;
           }
       }
@@ -302,10 +349,12 @@ struct WinogradB {
 };
 #endif
 
-// out (+)= the 'same' 3x3 convolution of x with the transformed filters u (WinogradPlan rows x
-// depth), its epilogue ep; out's planes are those of a View with out.shape.c = p.rows.
-inline void winograd_convolve(const WinogradPlan& p, const float* u, CView<Cpu> x, View<Cpu> out,
-                              const WinogradOut& ep, const Workspace& ws) {
+// out (+)= the 'same' 3x3 convolution of x with the transformed filters u (p.rows x p.depth per
+// position), its epilogue ep; out's planes are those of a View with out.shape.c = p.rows.
+template <int M>
+void winograd_convolve(const WinogradPlan<M>& p, const float* u, CView<Cpu> x, View<Cpu> out,
+                       const WinogradOut& ep, const Workspace& ws) {
+  constexpr int kPositions = (M + 2) * (M + 2);
   const std::size_t plane = x.shape.plane(), out_plane = out.shape.plane();
   const std::size_t u_xi = static_cast<std::size_t>(p.rows) * p.depth;
   parallel_for_dynamic(p.units(), true, [&](long long unit) {
@@ -317,7 +366,7 @@ inline void winograd_convolve(const WinogradPlan& p, const float* u, CView<Cpu> 
     float* m = v + p.v_floats();
     float* rows = m + p.m_floats();
     winograd_transform_input(p, x.image(n), plane, t0, count, v, rows);
-    for (int xi = 0; xi < 16; ++xi) {
+    for (int xi = 0; xi < kPositions; ++xi) {
       const float* a = u + xi * u_xi + static_cast<std::size_t>(o0) * p.depth;
       float* mxi = m + xi * p.m_xi();
 #if defined(UNETSRNN_ISA_PORTABLE)
@@ -338,25 +387,47 @@ inline void winograd_convolve(const WinogradPlan& p, const float* u, CView<Cpu> 
   });
 }
 
-inline void conv2d_forward_winograd(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
-                                    Tensor<Cpu>& scratch) {
-  const WinogradPlan p(x.shape.n, x.shape.h, x.shape.w, x.shape.c, y.shape.c);
+template <int M>
+void winograd_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
+                      Tensor<Cpu>& scratch) {
+  const WinogradPlan<M> p(x.shape.n, x.shape.h, x.shape.w, x.shape.c, y.shape.c);
   const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
-  winograd_filters(w, false, ws.shared);
+  winograd_filters<M>(w, false, ws.shared);
   winograd_convolve(p, ws.shared, x, y, WinogradOut{b.data, act == Act::Relu, false}, ws);
 }
 
+template <int M>
+void winograd_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
+                            Tensor<Cpu>& scratch) {
+  const WinogradPlan<M> p(dy.shape.n, dy.shape.h, dy.shape.w, dy.shape.c, dx.shape.c);
+  const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
+  winograd_filters<M>(w, true, ws.shared);
+  winograd_convolve(p, ws.shared, dy, dx, WinogradOut{nullptr, false, accumulate}, ws);
+}
+
+// F(2x2, 3x3) and F(4x4, 3x3).
+inline void conv2d_forward_winograd(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
+                                    Tensor<Cpu>& scratch) {
+  winograd_forward<2>(x, w, b, y, act, scratch);
+}
 inline void conv2d_backward_data_winograd(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
                                           bool accumulate, Tensor<Cpu>& scratch) {
-  const WinogradPlan p(dy.shape.n, dy.shape.h, dy.shape.w, dy.shape.c, dx.shape.c);
-  const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
-  winograd_filters(w, true, ws.shared);
-  winograd_convolve(p, ws.shared, dy, dx, WinogradOut{nullptr, false, accumulate}, ws);
+  winograd_backward_data<2>(dy, w, dx, accumulate, scratch);
+}
+inline void conv2d_forward_winograd4(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
+                                     Tensor<Cpu>& scratch) {
+  winograd_forward<4>(x, w, b, y, act, scratch);
+}
+inline void conv2d_backward_data_winograd4(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
+                                           bool accumulate, Tensor<Cpu>& scratch) {
+  winograd_backward_data<4>(dy, w, dx, accumulate, scratch);
 }
 
 }  // namespace conv_detail
 
 using conv_detail::conv2d_backward_data_winograd;
+using conv_detail::conv2d_backward_data_winograd4;
 using conv_detail::conv2d_forward_winograd;
+using conv_detail::conv2d_forward_winograd4;
 
 }  // namespace unetsrnn::cpu::UNETSRNN_ISA_NS
