@@ -47,6 +47,8 @@
 #include "unetsrnn/unetsrnn.hpp"
 
 using namespace unetsrnn;
+using testing::bitwise_equal;
+using testing::copy_into;
 using testing::fill_uniform;
 using testing::Placed;
 using testing::random_tensor;
@@ -109,19 +111,6 @@ double scaled_error(CView<Cpu> fast, CView<Cpu> reference, CView<Cpu> scale) {
   return worst;
 }
 
-void copy_into(CView<Cpu> src, View<Cpu> dst) {
-  for (int n = 0; n < src.shape.n; ++n)
-    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
-}
-
-bool bitwise_equal(CView<Cpu> a, CView<Cpu> b) {
-  if (!(a.shape == b.shape)) return false;
-  for (int n = 0; n < a.shape.n; ++n)
-    if (std::memcmp(a.image(n), b.image(n), a.shape.image_size() * sizeof(float)) != 0)
-      return false;
-  return true;
-}
-
 struct Case {
   int n, in, out, h, w;
 };
@@ -135,6 +124,24 @@ const Case kCases[] = {
     {2, 24, 40, 40, 48},   // 480 tiles per image: several blocks, partial last strips
     {1, 80, 150, 10, 12},  // 30 tiles: one block, three ranges of output channels
     {1, 300, 20, 4, 6},    // depth 300: two reduction blocks
+};
+
+// The largest error / S seen per algorithm; check() holds one result to its limit.
+struct ErrorLog {
+  double winograd[2] = {0.0, 0.0}, direct = 0.0;  // F(2x2), F(4x4)
+  void check(int m, CView<Cpu> fast, CView<Cpu> direct_result, CView<Cpu> expect,
+             CView<Cpu> scale) {
+    const double err = scaled_error(fast, expect, scale);
+    winograd[m / 4] = std::max(winograd[m / 4], err);
+    direct = std::max(direct, scaled_error(direct_result, expect, scale));
+    INFO("error / S ", err, " (limit ", tolerance(m), ")");
+    CHECK(err <= tolerance(m));
+  }
+  void report(const char* path, const char* op) const {
+    MESSAGE(std::string(path), ": ", std::string(op), ", largest |error| / S: F(2x2) ", winograd[0],
+            " (limit ", tolerance(2), "), F(4x4) ", winograd[1], " (limit ", tolerance(4),
+            "), direct ", direct);
+  }
 };
 
 void for_each_case(const std::function<void(const Case&, bool)>& f) {
@@ -160,7 +167,7 @@ TEST_CASE("winograd paths: which ran here and which did not") {
 PATH_TEST_CASE("winograd conv2d_forward matches the reference (bias, ReLU, odd sizes, strided)") {
   Rng rng(31);
   Tensor<Cpu> scratch;
-  double worst[2] = {0.0, 0.0}, worst_direct = 0.0;
+  ErrorLog log;
   for (int m : {2, 4})
     for (bool bias : {false, true})
       for (Act act : {Act::None, Act::Relu}) {
@@ -180,24 +187,18 @@ PATH_TEST_CASE("winograd conv2d_forward matches the reference (bias, ReLU, odd s
           ref::conv2d_forward(x.view, w, bv, expect.view, act);
           const Tensor<Cpu> ax = absolute(x.view), aw = absolute(w), ab = absolute(b);
           ref::conv2d_forward(ax, aw, bias ? ab.cview() : CView<Cpu>{}, scale.view, Act::None);
-          const double err = scaled_error(fast.view, expect.view, scale.view);
-          worst[m / 4] = std::max(worst[m / 4], err);
-          worst_direct = std::max(worst_direct, scaled_error(direct.view, expect.view, scale.view));
-          INFO("error / S ", err, " (limit ", tolerance(m), ")");
-          CHECK(err <= tolerance(m));
+          log.check(m, fast.view, direct.view, expect.view, scale.view);
           CHECK(fast.outside_untouched());
           CHECK(x.outside_untouched());
         });
       }
-  MESSAGE(std::string(path.name), ": forward, largest |error| / S: F(2x2) ", worst[0], " (limit ",
-          tolerance(2), "), F(4x4) ", worst[1], " (limit ", tolerance(4), "), direct ",
-          worst_direct);
+  log.report(path.name, "forward");
 }
 
 PATH_TEST_CASE("winograd conv2d_backward_data matches the reference; accumulate adds") {
   Rng rng(32);
   Tensor<Cpu> scratch;
-  double worst[2] = {0.0, 0.0}, worst_direct = 0.0;
+  ErrorLog log;
   for (int m : {2, 4})
     for (bool accumulate : {false, true}) {
       CAPTURE(m);
@@ -219,17 +220,11 @@ PATH_TEST_CASE("winograd conv2d_backward_data matches the reference; accumulate 
         ref::conv2d_backward_data(dy, w, expect.view, accumulate);
         if (accumulate) copy_into(prior, scale.view);
         ref::conv2d_backward_data(absolute(dy), absolute(w), scale.view, accumulate);
-        const double err = scaled_error(fast.view, expect.view, scale.view);
-        worst[m / 4] = std::max(worst[m / 4], err);
-        worst_direct = std::max(worst_direct, scaled_error(direct.view, expect.view, scale.view));
-        INFO("error / S ", err, " (limit ", tolerance(m), ")");
-        CHECK(err <= tolerance(m));
+        log.check(m, fast.view, direct.view, expect.view, scale.view);
         CHECK(fast.outside_untouched());
       });
     }
-  MESSAGE(std::string(path.name), ": backward data, largest |error| / S: F(2x2) ", worst[0],
-          " (limit ", tolerance(2), "), F(4x4) ", worst[1], " (limit ", tolerance(4), "), direct ",
-          worst_direct);
+  log.report(path.name, "backward data");
 }
 
 PATH_TEST_CASE("winograd results do not depend on the number of threads") {

@@ -30,6 +30,8 @@
 #include "unetsrnn/ops/reference/conv.hpp"
 
 using namespace unetsrnn;
+using testing::bitwise_equal;
+using testing::copy_into;
 using testing::fill_uniform;
 using testing::Placed;
 using testing::random_tensor;
@@ -56,19 +58,6 @@ void check_close(CView<Cpu> fast, CView<Cpu> reference, const char* what, double
   const double err = relative_error(fast, reference);
   INFO(what, ": relative error ", err, " (limit ", rel, ")");
   CHECK(err <= rel);
-}
-
-bool bitwise_equal(CView<Cpu> a, CView<Cpu> b) {
-  if (!(a.shape == b.shape)) return false;
-  for (int n = 0; n < a.shape.n; ++n)
-    if (std::memcmp(a.image(n), b.image(n), a.shape.image_size() * sizeof(float)) != 0)
-      return false;
-  return true;
-}
-
-void copy_into(CView<Cpu> src, View<Cpu> dst) {
-  for (int n = 0; n < src.shape.n; ++n)
-    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
 }
 
 struct Size2 {

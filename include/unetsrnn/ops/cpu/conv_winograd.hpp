@@ -387,22 +387,24 @@ void winograd_convolve(const WinogradPlan<M>& p, const float* u, CView<Cpu> x, V
   });
 }
 
+// The op: filters transformed (flipped for backward data), then the convolution of `in`.
+template <int M>
+void winograd_op(CView<Cpu> in, CView<Cpu> w, bool flipped, View<Cpu> out, const WinogradOut& ep,
+                 Tensor<Cpu>& scratch) {
+  const WinogradPlan<M> p(in.shape.n, in.shape.h, in.shape.w, in.shape.c, out.shape.c);
+  const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
+  winograd_filters<M>(w, flipped, ws.shared);
+  winograd_convolve(p, ws.shared, in, out, ep, ws);
+}
 template <int M>
 void winograd_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
                       Tensor<Cpu>& scratch) {
-  const WinogradPlan<M> p(x.shape.n, x.shape.h, x.shape.w, x.shape.c, y.shape.c);
-  const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
-  winograd_filters<M>(w, false, ws.shared);
-  winograd_convolve(p, ws.shared, x, y, WinogradOut{b.data, act == Act::Relu, false}, ws);
+  winograd_op<M>(x, w, false, y, WinogradOut{b.data, act == Act::Relu, false}, scratch);
 }
-
 template <int M>
 void winograd_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                             Tensor<Cpu>& scratch) {
-  const WinogradPlan<M> p(dy.shape.n, dy.shape.h, dy.shape.w, dy.shape.c, dx.shape.c);
-  const Workspace ws = workspace(scratch, p.shared_floats(), p.thread_floats());
-  winograd_filters<M>(w, true, ws.shared);
-  winograd_convolve(p, ws.shared, dy, dx, WinogradOut{nullptr, false, accumulate}, ws);
+  winograd_op<M>(dy, w, true, dx, WinogradOut{nullptr, false, accumulate}, scratch);
 }
 
 // F(2x2, 3x3) and F(4x4, 3x3).
