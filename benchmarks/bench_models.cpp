@@ -4,13 +4,18 @@
 //
 //   bench_models [--models a,b,...] [--batch 2] [--height 160] [--width 192] [--steps 5]
 //                [--warmup 1] [--infer-batch 8] [--layer-width 32] [--threads N]
-//                [--isa avx512|avx2|portable] [--sections peak,gemm,layers,models] [--json FILE]
+//                [--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd|winograd4]
+//                [--sections peak,gemm,layers,models] [--json FILE]
 //
 // The kernels run the CPU path chosen at start-up (ops/cpu/isa.hpp), printed first; --isa (or
-// UNETSRNN_CPU_ISA) forces one. The peak probe runs independent FMA chains on every thread, for
-// 256-bit and (where the CPU has AVX-512) 512-bit vectors; "% peak" divides a model's rate by the
-// peak of the widest width the machine has. The models section measures the peak itself when the
-// peak section is not asked for, so that each model's own process reports its share.
+// UNETSRNN_CPU_ISA) forces one. The 3x3 convolutions run the algorithm printed next to it
+// (ops/cpu/conv_algo.hpp; --conv-algo or UNETSRNN_CONV_ALGO forces one); the layers section times
+// the 3x3 forward and backward-data products with each algorithm, its GFLOP/s counting the direct
+// products' FLOPs (for Winograd an effective rate). The peak probe runs independent FMA chains on
+// every thread, for 256-bit and (where the CPU has AVX-512) 512-bit vectors; "% peak" divides a
+// model's rate by the peak of the widest width the machine has. The models section measures the
+// peak itself when the peak section is not asked for, so that each model's own process reports its
+// share.
 //
 // Threads: OMP_NUM_THREADS (or --threads, which sets the OpenMP default). Times are medians over
 // --steps runs after --warmup runs (at least one; inference at batch --infer-batch: --steps / 2
@@ -20,6 +25,7 @@
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <unetsrnn/ops/cpu/conv_algo.hpp>
 #include <unetsrnn/ops/cpu/isa.hpp>
 #if UNETSRNN_X86
 #include <immintrin.h>
@@ -67,7 +73,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
   std::cerr << "bench_models: " << error
             << "\nusage: bench_models [--models a,b,...] [--batch N] [--height H] [--width W] "
                "[--steps S] [--warmup K] [--infer-batch N] [--layer-width F] [--threads N] "
-               "[--isa avx512|avx2|portable] [--sections peak,gemm,layers,models] [--json FILE]\n";
+               "[--isa avx512|avx2|portable] [--conv-algo auto|direct|winograd|winograd4] "
+               "[--sections peak,gemm,layers,models] [--json FILE]\n";
   std::exit(2);
 }
 
@@ -109,6 +116,12 @@ Options parse(int argc, char** argv) {
     else if (arg == "--isa") {
       try {
         cpu::set_isa(cpu::parse_isa(value, "--isa"));
+      } catch (const std::invalid_argument& e) {
+        usage(e.what());
+      }
+    } else if (arg == "--conv-algo") {
+      try {
+        cpu::set_conv_algorithm(cpu::parse_conv_algo(value, "--conv-algo"));
       } catch (const std::invalid_argument& e) {
         usage(e.what());
       }
@@ -330,12 +343,19 @@ std::vector<LayerResult> bench_layers(const Options& o) {
                    b = uniform(Shape{1, c, 1, 1}, 3);
     Tensor<> y(xs), dy = uniform(xs, 4), dx(xs), dw(wt.shape()), db(b.shape()), scratch;
     const std::string tag = "conv3x3 l" + std::to_string(level) + " ";
-    results.push_back(time_layer(
-        tag + "fwd", xs.str(), [&] { ops::conv2d_forward<Cpu>(x, wt, b, y, Act::Relu, scratch); },
-        runs));
-    results.push_back(time_layer(
-        tag + "bwd data", xs.str(),
-        [&] { ops::conv2d_backward_data<Cpu>(dy, wt, dx, false, scratch); }, runs));
+    const cpu::ConvAlgo chosen = cpu::conv_algorithm();
+    for (cpu::ConvAlgo algo :
+         {cpu::ConvAlgo::Direct, cpu::ConvAlgo::Winograd, cpu::ConvAlgo::Winograd4}) {
+      cpu::set_conv_algorithm(algo);
+      const std::string name = std::string(" ") + cpu::conv_algo_name(algo);
+      results.push_back(time_layer(
+          tag + "fwd" + name, xs.str(),
+          [&] { ops::conv2d_forward<Cpu>(x, wt, b, y, Act::Relu, scratch); }, runs));
+      results.push_back(time_layer(
+          tag + "bwd data" + name, xs.str(),
+          [&] { ops::conv2d_backward_data<Cpu>(dy, wt, dx, false, scratch); }, runs));
+    }
+    cpu::set_conv_algorithm(chosen);
     results.push_back(time_layer(
         tag + "bwd params", xs.str(),
         [&] { ops::conv2d_backward_params<Cpu>(x, dy, dw, db, scratch); }, runs));
@@ -450,14 +470,15 @@ int main(int argc, char** argv) {
   const int threads = omp_get_max_threads();
   std::printf(
       "bench_models: %d OpenMP threads (Eigen %d), batch %d, %dx%d, %d steps after %d "
-      "warm-up\nCPU path: %s (the best this CPU runs: %s)\n",
+      "warm-up\nCPU path: %s (the best this CPU runs: %s), 3x3 convolutions: %s\n",
       threads, Eigen::nbThreads(), o.batch, o.height, o.width, o.steps, o.warmup,
-      cpu::active_isa_name(), cpu::isa_name(cpu::best_isa()));
+      cpu::active_isa_name(), cpu::isa_name(cpu::best_isa()), cpu::conv_algorithm_name());
   Json root;
   root["threads"] = threads;
   root["eigen_threads"] = Eigen::nbThreads();
   root["cpu_path"] = cpu::active_isa_name();
   root["best_cpu_path"] = cpu::isa_name(cpu::best_isa());
+  root["conv_algo"] = cpu::conv_algorithm_name();
 
   Peak peak;
   if (wants(o, "peak") || wants(o, "models")) {
@@ -497,19 +518,19 @@ int main(int argc, char** argv) {
   if (wants(o, "layers")) {
     std::printf("\nLayers (base width %d, batch %d, FLOPs as counted by the op table)\n",
                 o.layer_width, o.batch);
-    std::printf("%-28s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
+    std::printf("%-30s %-36s %10s %10s\n", "layer", "input shape", "ms", "GFLOP/s");
     Json layers = Json::array();
     for (const LayerResult& l : bench_layers(o)) {
       Json j{{"name", l.name}, {"shape", l.shape}};
       if (!l.error.empty()) {
-        std::printf("%-28s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
+        std::printf("%-30s %-36s %s\n", l.name.c_str(), l.shape.c_str(),
                     ("n/a: " + l.error).c_str());
         j["error"] = l.error;
         layers.push_back(std::move(j));
         continue;
       }
       const double gflops = l.flops > 0 ? l.flops / (l.ms * 1e6) : NAN;
-      std::printf("%-28s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
+      std::printf("%-30s %-36s %10.2f %10s\n", l.name.c_str(), l.shape.c_str(), l.ms,
                   l.flops > 0 ? fmt("%.1f", gflops).c_str() : "-");
       j["ms"] = l.ms;
       j["flops"] = l.flops;

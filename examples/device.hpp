@@ -9,6 +9,7 @@
 #include <string>
 
 #include "app/cli.hpp"
+#include "unetsrnn/ops/cpu/conv_algo.hpp"
 #include "unetsrnn/ops/cpu/isa.hpp"
 
 namespace examples {
@@ -35,8 +36,8 @@ template <class Args, class CpuBody>
 int run_on_device(const std::string& program, const Args& args, CpuBody&& cpu_body) {
   if (args.device == "cpu")
     return app::run_main(program, [&] {
-      std::fprintf(stderr, "%s: CPU kernels: %s path\n", program.c_str(),
-                   unetsrnn::cpu::active_isa_name());
+      std::fprintf(stderr, "%s: CPU kernels: %s path, %s 3x3 convolutions\n", program.c_str(),
+                   unetsrnn::cpu::active_isa_name(), unetsrnn::cpu::conv_algorithm_name());
       return cpu_body();
     });
   return app::run_main(program, [&]() -> int {

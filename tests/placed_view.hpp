@@ -44,4 +44,19 @@ struct Placed {
   }
 };
 
+// Whether two views hold the same bits (same shape, every image).
+inline bool bitwise_equal(CView<Cpu> a, CView<Cpu> b) {
+  if (!(a.shape == b.shape)) return false;
+  for (int n = 0; n < a.shape.n; ++n)
+    if (std::memcmp(a.image(n), b.image(n), a.shape.image_size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
+
+// dst = src, image by image (either may be a channel block of a larger tensor).
+inline void copy_into(CView<Cpu> src, View<Cpu> dst) {
+  for (int n = 0; n < src.shape.n; ++n)
+    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
+}
+
 }  // namespace unetsrnn::testing

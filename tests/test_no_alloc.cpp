@@ -111,11 +111,14 @@ TEST_CASE("the allocation counter sees allocations") {
 
 namespace {
 // On every CPU path this machine runs (ops/cpu/isa.hpp); the others are registered as skipped.
+// With the default convolution algorithm (auto: Winograd on some layers), then with Winograd on
+// every 3x3 convolution, F(2x2) and F(4x4) (ops/cpu/conv_algo.hpp).
 void check_every_model(cpu::Isa isa) {
   Rng rng(3);
   const Tensor<> x = testing::random_tensor(Shape{2, 3, 32, 48}, rng, -1.0, 1.0);
   const Tensor<> dlogits = testing::random_tensor(Shape{2, 1, 32, 48}, rng, -1e-3, 1e-3);
   const cpu::Isa saved = cpu::active_isa();
+  const cpu::ConvAlgo saved_algo = cpu::conv_algorithm();
   cpu::set_isa(isa);
   for (const auto& name : model_names()) {
     CAPTURE(name);
@@ -123,6 +126,11 @@ void check_every_model(cpu::Isa isa) {
     CHECK(allocations_in_step(*model, x, dlogits) == 0);
     testing::RecordingCommunicator two_ranks(2);
     CHECK(allocations_in_step(*model, x, dlogits, &two_ranks) == 0);
+    for (cpu::ConvAlgo algo : {cpu::ConvAlgo::Winograd, cpu::ConvAlgo::Winograd4}) {
+      cpu::set_conv_algorithm(algo);
+      CHECK(allocations_in_step(*model, x, dlogits) == 0);
+    }
+    cpu::set_conv_algorithm(saved_algo);
   }
   cpu::set_isa(saved);
 }

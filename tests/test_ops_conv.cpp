@@ -30,6 +30,8 @@
 #include "unetsrnn/ops/reference/conv.hpp"
 
 using namespace unetsrnn;
+using testing::bitwise_equal;
+using testing::copy_into;
 using testing::fill_uniform;
 using testing::Placed;
 using testing::random_tensor;
@@ -56,19 +58,6 @@ void check_close(CView<Cpu> fast, CView<Cpu> reference, const char* what, double
   const double err = relative_error(fast, reference);
   INFO(what, ": relative error ", err, " (limit ", rel, ")");
   CHECK(err <= rel);
-}
-
-bool bitwise_equal(CView<Cpu> a, CView<Cpu> b) {
-  if (!(a.shape == b.shape)) return false;
-  for (int n = 0; n < a.shape.n; ++n)
-    if (std::memcmp(a.image(n), b.image(n), a.shape.image_size() * sizeof(float)) != 0)
-      return false;
-  return true;
-}
-
-void copy_into(CView<Cpu> src, View<Cpu> dst) {
-  for (int n = 0; n < src.shape.n; ++n)
-    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
 }
 
 struct Size2 {
@@ -620,6 +609,9 @@ TEST_CASE("the ops run the active path; set_isa refuses a path the CPU lacks") {
   const Tensor<Cpu> w = random_tensor(Shape{40, 24, 3, 3}, rng);
   const Tensor<Cpu> b = random_tensor(Shape{1, 40, 1, 1}, rng);
   const cpu::Isa saved = cpu::active_isa();
+  // The direct algorithm (ops/cpu/conv_algo.hpp), so that kPaths[i].forward is what the op runs.
+  const cpu::ConvAlgo saved_algo = cpu::conv_algorithm();
+  cpu::set_conv_algorithm(cpu::ConvAlgo::Direct);
   std::vector<Tensor<Cpu>> results;
   for (int i = 0; i < 3; ++i) {
     const cpu::Isa isa = cpu::kIsas[i];
@@ -640,6 +632,7 @@ TEST_CASE("the ops run the active path; set_isa refuses a path the CPU lacks") {
     results.push_back(std::move(direct));
   }
   cpu::set_isa(saved);
+  cpu::set_conv_algorithm(saved_algo);
   // The paths sum in different orders: different bits, so the comparisons above name the path.
   if (results.size() >= 2) CHECK_FALSE(bitwise_equal(results[0], results[1]));
   CHECK(cpu::parse_isa("auto", "test") == cpu::best_isa());
@@ -675,6 +668,7 @@ TEST_CASE("UNETSRNN_CPU_ISA chooses the path at the first op, or is refused") {
   const Tensor<Cpu> x = random_tensor(Shape{1, 16, 16, 16}, rng);
   const Tensor<Cpu> w = random_tensor(Shape{24, 16, 3, 3}, rng);
   Tensor<Cpu> via_ops(Shape{1, 24, 16, 16}), direct(Shape{1, 24, 16, 16});
+  cpu::set_conv_algorithm(cpu::ConvAlgo::Direct);  // kPaths' forward is the direct one
   ops::conv2d_forward<Cpu>(x, w, CView<Cpu>{}, via_ops, Act::None, scratch);
   kPaths[static_cast<int>(isa)].forward(x, w, CView<Cpu>{}, direct, Act::None, scratch);
   CHECK(bitwise_equal(via_ops, direct));

@@ -26,17 +26,13 @@
 #include "unetsrnn/ops/reference/srnn.hpp"
 
 using namespace unetsrnn;
+using testing::copy_into;
 using testing::Placed;
 
 namespace {
 
 // Uniform magnitudes in [0.05, 1] with random signs: away from the ReLU kink at 0.
 void fill_signed(View<Cpu> v, Rng& rng) { testing::fill_signed(v, rng, 0.05, 1.0); }
-
-void copy_into(CView<Cpu> src, View<Cpu> dst) {
-  for (int n = 0; n < src.shape.n; ++n)
-    std::memcpy(dst.image(n), src.image(n), src.shape.image_size() * sizeof(float));
-}
 
 // The worst over channels of max |a - b| / max |b| within that channel (all images): each channel
 // is judged against its own scale, so a channel whose weight makes its values huge cannot hide the

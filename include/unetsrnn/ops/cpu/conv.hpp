@@ -26,9 +26,18 @@
 // scratch, and a loop without a team never enters a parallel region (libgomp would allocate one): a
 // warm call allocates nothing, on every path. The blocking constants (kMaxDepth, kBlockPixels,
 // kBandPixels, kL2Floats) assume 32 KiB of L1 and >= 512 KiB of L2 per core.
+//
+// Two algorithms for the 3x3 forward and backward-data products (ops/cpu/conv_algo.hpp chooses;
+// UNETSRNN_CONV_ALGO or set_conv_algorithm force one): the direct products above, or Winograd
+// F(2x2, 3x3) or F(4x4, 3x3) (conv_winograd.hpp), per block of output tiles an input transform
+// straight into packed strips, 16 (36) products U[xi] (Cout x Cin) x V[xi] (Cin x tiles) on the
+// same register tiles (portable: Eigen's GEMM), and an output transform into Y with the bias and
+// ReLU, the filters transformed once per call into the scratch. The weight gradient always runs
+// direct.
 #include <algorithm>
 #include <cstddef>
 
+#include "unetsrnn/ops/cpu/conv_algo.hpp"
 #include "unetsrnn/ops/cpu/isa.hpp"
 #include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
@@ -46,15 +55,35 @@ inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
 #include "unetsrnn/ops/cpu/foreach_isa.hpp"
 // After the kernels: the portable ops use the portable path's shared helpers.
 #include "unetsrnn/ops/cpu/conv_portable.hpp"
+// Winograd F(2x2, 3x3), on every path: after both, it uses their products.
+#define UNETSRNN_KERNELS_HEADER "unetsrnn/ops/cpu/conv_winograd.hpp"
+#define UNETSRNN_KERNELS_EMULATE 1
+#include "unetsrnn/ops/cpu/foreach_isa.hpp"
 
 namespace unetsrnn::cpu {
 
 inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
                            Tensor<Cpu>& scratch) {
+  switch (conv_algo_for(w.shape, x.shape)) {
+    case ConvAlgo::Winograd:
+      UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd(x, w, b, y, act, scratch));
+    case ConvAlgo::Winograd4:
+      UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd4(x, w, b, y, act, scratch));
+    default:
+      break;
+  }
   UNETSRNN_CPU_DISPATCH(conv2d_forward(x, w, b, y, act, scratch));
 }
 inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                                  Tensor<Cpu>& scratch) {
+  switch (conv_algo_for(w.shape, dy.shape)) {
+    case ConvAlgo::Winograd:
+      UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd(dy, w, dx, accumulate, scratch));
+    case ConvAlgo::Winograd4:
+      UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd4(dy, w, dx, accumulate, scratch));
+    default:
+      break;
+  }
   UNETSRNN_CPU_DISPATCH(conv2d_backward_data(dy, w, dx, accumulate, scratch));
 }
 inline void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, View<Cpu> db,

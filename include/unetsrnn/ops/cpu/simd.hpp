@@ -10,7 +10,7 @@
 //   Vec8   an 8-float vector (__m256 on every x86 path),
 // and the same operations on both: vload, vbroadcast, vzero (given a value of the vector type as a
 // tag: vload(p, Vec{}); a vector type as a template argument would drop its attributes), vstore,
-// vfma, vadd, vrelu; kLanes is the lanes of Vec.
+// vfma, vadd, vsub, vrelu; kLanes is the lanes of Vec.
 // Each path's section has its own guard: conv.hpp and srnn.hpp both include their kernels through
 // foreach_isa.hpp. It includes no header itself (foreach_isa.hpp includes <immintrin.h> outside
 // every target region, so that no standard-library inline function is compiled for one path).
@@ -68,6 +68,10 @@ inline Vec vadd(Vec a, Vec b) {
   for (int i = 0; i < 8; ++i) a.v[i] += b.v[i];
   return a;
 }
+inline Vec vsub(Vec a, Vec b) {
+  for (int i = 0; i < 8; ++i) a.v[i] -= b.v[i];
+  return a;
+}
 inline Vec vrelu(Vec a) {
   for (float& e : a.v) e = e > 0.0f ? e : 0.0f;
   return a;
@@ -99,6 +103,7 @@ inline __m256 vzero(__m256) { return _mm256_setzero_ps(); }
 inline void vstore(float* p, __m256 a) { _mm256_storeu_ps(p, a); }
 inline __m256 vfma(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 inline __m256 vadd(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+inline __m256 vsub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
 inline __m256 vrelu(__m256 a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
 
 // dst[t * ldd + r] (+)= src[r * lds + t] for r, t < 8: three shuffle stages (unpack pairs, shuffle
@@ -167,6 +172,7 @@ inline __m512 vzero(__m512) { return _mm512_setzero_ps(); }
 inline void vstore(float* p, __m512 a) { _mm512_storeu_ps(p, a); }
 inline __m512 vfma(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 inline __m512 vadd(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+inline __m512 vsub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
 inline __m512 vrelu(__m512 a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -192,6 +198,7 @@ inline Vec vfma(Vec a, Vec b, Vec c) {
   return Vec{_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }
 inline Vec vadd(Vec a, Vec b) { return Vec{_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+inline Vec vsub(Vec a, Vec b) { return Vec{_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
 inline Vec vrelu(Vec a) { return Vec{vrelu(a.lo), vrelu(a.hi)}; }
 #endif
 #endif  // x86
