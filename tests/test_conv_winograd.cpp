@@ -317,11 +317,17 @@ TEST_CASE("set_conv_algorithm chooses direct or Winograd; auto follows its docum
   cpu::set_conv_algorithm(ConvAlgo::Direct);
   expect_ran(what_ran(2, 32, 32, 16, 24, 3), ConvAlgo::Direct);
   cpu::set_conv_algorithm(ConvAlgo::Auto);
-  expect_ran(what_ran(2, 32, 32, 16, 24, 3), ConvAlgo::Winograd);
-  expect_ran(what_ran(2, 3, 32, 16, 24, 3), ConvAlgo::Direct);     // the 3-channel input conv
-  expect_ran(what_ran(2, 32, 8, 16, 24, 3), ConvAlgo::Direct);     // fewer than 16 output channels
-  expect_ran(what_ran(1, 64, 64, 10, 12, 3), ConvAlgo::Direct);    // 30 tiles < kWinogradMinTiles
-  expect_ran(what_ran(2, 64, 64, 10, 12, 3), ConvAlgo::Winograd);  // 60 tiles
+  // auto_conv_algo's thresholds, on both sides: F(4x4) from 32 channels and 64 x 64 2x2 tiles per
+  // image, F(2x2) from 64 channels and 256 tiles per image, direct elsewhere.
+  expect_ran(what_ran(1, 32, 40, 128, 128, 3), ConvAlgo::Winograd4);
+  expect_ran(what_ran(1, 40, 32, 128, 126, 3), ConvAlgo::Direct);  // 4032 tiles, 32 channels
+  expect_ran(what_ran(1, 64, 64, 128, 126, 3), ConvAlgo::Winograd);
+  expect_ran(what_ran(1, 31, 32, 128, 128, 3), ConvAlgo::Direct);  // 31 input channels
+  expect_ran(what_ran(2, 64, 72, 32, 32, 3), ConvAlgo::Winograd);  // 256 tiles per image
+  expect_ran(what_ran(2, 64, 64, 32, 30, 3), ConvAlgo::Direct);    // 240 tiles per image
+  expect_ran(what_ran(2, 64, 48, 32, 32, 3), ConvAlgo::Direct);    // 48 output channels
+  expect_ran(what_ran(2, 3, 32, 128, 128, 3), ConvAlgo::Direct);   // the 3-channel input conv
+  expect_ran(what_ran(2, 512, 512, 10, 12, 3), ConvAlgo::Direct);  // the deepest HW level
   expect_ran(what_ran(2, 32, 32, 16, 24, 1), ConvAlgo::Direct);    // 1x1
   cpu::set_conv_algorithm(saved);
   CHECK(cpu::parse_conv_algo("winograd4", "test") == ConvAlgo::Winograd4);

@@ -8,8 +8,10 @@
 //             and a rounding error a few times larger (see conv_winograd.hpp);
 //   winograd4 F(4x4, 3x3): 36 multiply-adds per 4x4 tile and channel pair (a quarter of direct's)
 //             with a larger rounding error (worst-case bound ~36 times F(2x2)'s, measured ~5
-//             times); never chosen by auto;
-//   auto      F(2x2) Winograd where it pays (winograd_pays below), direct elsewhere. The default.
+//             times);
+//   auto      per convolution, from its shape (auto_conv_algo below): F(4x4) on wide
+//             high-resolution layers, F(2x2) on the 64-128-channel middle levels, direct
+//             elsewhere. The default.
 // The environment variable UNETSRNN_CONV_ALGO=auto|direct|winograd|winograd4, read once at the
 // first convolution, or set_conv_algorithm chooses. Winograd only computes 3x3 kernels (the ops'
 // convolutions are all 'same', stride 1): forced on any other kernel (the 1x1 head), it runs
@@ -78,22 +80,30 @@ inline void set_conv_algorithm(ConvAlgo algo) {
 // Whether Winograd F(2x2, 3x3) computes a convolution with kernel shape w (Cout, Cin, k, k).
 inline bool winograd_applies(const Shape& w) { return w.h == 3 && w.w == 3; }
 
-// auto's rule, from operation counts (not timings). Per 2x2 output tile and (input, output)
-// channel pair Winograd saves 20 of 36 multiply-adds, and pays per tile and channel an input
-// transform (~64 vector-lane operations, Cin times) and an output transform (~50, Cout times),
-// a scattered pass far below the FMA rate: with Cin = Cout = C the saving (20 C^2) exceeds ~8
-// times the transform work (~114 C) from C ~ 45 on, and with kWinogradMinChannels = 16 it
-// already covers ~3 times it (the 3-channel input convolution stays direct). Per call it also
-// writes the transformed filters, 16 floats per channel pair, which its products read back once
-// per block of tiles: with fewer than kWinogradMinTiles tiles in the call (a batch-1 512-channel
-// 10 x 12 layer has 30) the 20 saved multiply-adds per pair and tile no longer cover that memory
-// traffic, and the direct products, which read the 9 floats per pair in place, run instead.
-constexpr int kWinogradMinChannels = 16;
-constexpr long long kWinogradMinTiles = 32;
+// auto's rule: a shape rule (never a timing at run time), set from per-layer measurements
+// (`bench_models --sections layers`, forward and backward data at the HW and LW models' shapes,
+// 2 threads, AVX2, AMD EPYC Zen 3, 2026-12-01, two runs; the figures below). Winograd saves
+// multiply-adds per tile and channel pair but pays transforms per tile and channel, and streams its
+// transformed filters (16 or 36 floats per channel pair) once per block of tiles:
+//   - F(4x4) won at 32 channels on 160 x 192 (5.0-6.3 ms against direct's 7.5-8.9) and tied F(2x2)
+//     at 64 channels on 80 x 96; it lost from 128 channels on 40 x 48 (few tiles per filter read);
+//   - F(2x2) won from 64 channels with >= 480 tiles per image (64 on 80 x 96: 5.8-6.0 against
+//     7.2-7.8; 128 on 40 x 48: 5.0-6.0 against 6.9-8.7), tied at 32 channels on 40 x 48 and lost
+//     at 256 channels on 20 x 24 (120 tiles) and 512 on 10 x 12, and with 8-16 channels;
+// so auto takes F(4x4) for >= 32 channels and >= 4096 2x2 tiles per image (128 x 128 pixels),
+// F(2x2) for >= 64 channels and >= 256 tiles per image, and direct elsewhere (the LW models'
+// convolutions all run direct). Channels: the smaller of the input and output counts.
+constexpr int kWinograd4MinChannels = 32;
+constexpr long long kWinograd4MinTiles = 4096;
+constexpr int kWinogradMinChannels = 64;
+constexpr long long kWinogradMinTiles = 256;
 // x: the convolution's input (forward: X; backward data: dY), w its kernel.
-inline bool winograd_pays(const Shape& w, const Shape& x) {
-  const long long tiles = static_cast<long long>(x.n) * ((x.h + 1) / 2) * ((x.w + 1) / 2);
-  return std::min(w.n, w.c) >= kWinogradMinChannels && tiles >= kWinogradMinTiles;
+inline ConvAlgo auto_conv_algo(const Shape& w, const Shape& x) {
+  const long long tiles = static_cast<long long>((x.h + 1) / 2) * ((x.w + 1) / 2);  // per image
+  const int channels = std::min(w.n, w.c);
+  if (channels >= kWinograd4MinChannels && tiles >= kWinograd4MinTiles) return ConvAlgo::Winograd4;
+  if (channels >= kWinogradMinChannels && tiles >= kWinogradMinTiles) return ConvAlgo::Winograd;
+  return ConvAlgo::Direct;
 }
 
 // The algorithm the current choice runs this convolution with: Direct, Winograd or Winograd4.
@@ -101,7 +111,7 @@ inline ConvAlgo conv_algo_for(const Shape& w, const Shape& x) {
   const ConvAlgo chosen = conv_algorithm();
   if (chosen == ConvAlgo::Direct || !winograd_applies(w)) return ConvAlgo::Direct;
   if (chosen != ConvAlgo::Auto) return chosen;
-  return winograd_pays(w, x) ? ConvAlgo::Winograd : ConvAlgo::Direct;
+  return auto_conv_algo(w, x);
 }
 
 }  // namespace unetsrnn::cpu
