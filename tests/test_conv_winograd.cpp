@@ -369,8 +369,8 @@ TEST_CASE("UNETSRNN_CONV_ALGO chooses the algorithm at the first convolution, or
   }
   const ConvAlgo algo = cpu::parse_conv_algo(name, "test");
   CHECK(cpu::conv_algorithm() == algo);
-  // A 32-channel layer: auto takes F(2x2); the 3-channel input conv: only when forced.
-  expect_ran(what_ran(2, 32, 32, 16, 24, 3), algo == ConvAlgo::Auto ? ConvAlgo::Winograd : algo);
+  // A 64-channel 32 x 32 layer: auto takes F(2x2); the 3-channel input conv: only when forced.
+  expect_ran(what_ran(2, 64, 64, 32, 32, 3), algo == ConvAlgo::Auto ? ConvAlgo::Winograd : algo);
   expect_ran(what_ran(2, 3, 32, 16, 24, 3), algo == ConvAlgo::Auto ? ConvAlgo::Direct : algo);
 }
 
