@@ -194,8 +194,11 @@ def cv_section(rows):
         m, s = mean_std(fin)
         mb, sb = mean_std(best)
         mi, si = mean_std(iou)
-        out.append(f"| {DATA[data]} | {NAMES.get(model, model)} | {len(folds)} | {m:.4f} ± {s:.4f}"
-                   f" | {mb:.4f} ± {sb:.4f} | {mi:.4f} ± {si:.4f} | {spe:.1f} |")
+        def pm(mean, sd, n):  # one fold has no spread to show
+            return f"{mean:.4f} ± {sd:.4f}" if n > 1 else f"{mean:.4f} (one fold)"
+        out.append(f"| {DATA[data]} | {NAMES.get(model, model)} | {len(folds)} | "
+                   f"{pm(m, s, len(fin))} | {pm(mb, sb, len(best))} | {pm(mi, si, len(iou))} "
+                   f"| {spe:.1f} |")
     return out
 
 
