@@ -39,6 +39,7 @@
 
 #include "unetsrnn/ops/cpu/conv_algo.hpp"
 #include "unetsrnn/ops/cpu/isa.hpp"
+#include "unetsrnn/ops/cpu/kernel_linkage.hpp"
 #include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
@@ -50,6 +51,24 @@ inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
 }
 }  // namespace unetsrnn::cpu
 
+namespace unetsrnn::cpu {
+UNETSRNN_KERNEL_API void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y,
+                                        Act act, Tensor<Cpu>& scratch);
+UNETSRNN_KERNEL_API void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
+                                              bool accumulate, Tensor<Cpu>& scratch);
+UNETSRNN_KERNEL_API void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw,
+                                                View<Cpu> db, Tensor<Cpu>& scratch);
+UNETSRNN_KERNEL_API void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b,
+                                                   View<Cpu> y, Tensor<Cpu>& scratch);
+UNETSRNN_KERNEL_API void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
+                                                         bool accumulate, Tensor<Cpu>& scratch);
+UNETSRNN_KERNEL_API void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy,
+                                                           View<Cpu> dw, View<Cpu> db,
+                                                           Tensor<Cpu>& scratch);
+}  // namespace unetsrnn::cpu
+
+// The kernels and the bodies, unless this unit links them from elsewhere (kernel_linkage.hpp).
+#if UNETSRNN_KERNEL_BODIES
 #define UNETSRNN_KERNELS_HEADER "unetsrnn/ops/cpu/conv_kernels.hpp"
 #define UNETSRNN_KERNELS_EMULATE 1  // the tiles differ by path: tests check AVX-512's on AVX2
 #include "unetsrnn/ops/cpu/foreach_isa.hpp"
@@ -62,7 +81,7 @@ inline float* scratch_for(Tensor<Cpu>& scratch, std::size_t count) {
 
 namespace unetsrnn::cpu {
 
-inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
+UNETSRNN_KERNEL_API void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
                            Tensor<Cpu>& scratch) {
   switch (conv_algo_for(w.shape, x.shape)) {
     case ConvAlgo::Winograd:
@@ -74,7 +93,7 @@ inline void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y
   }
   UNETSRNN_CPU_DISPATCH(conv2d_forward(x, w, b, y, act, scratch));
 }
-inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
+UNETSRNN_KERNEL_API void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
                                  Tensor<Cpu>& scratch) {
   switch (conv_algo_for(w.shape, dy.shape)) {
     case ConvAlgo::Winograd:
@@ -86,21 +105,22 @@ inline void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool
   }
   UNETSRNN_CPU_DISPATCH(conv2d_backward_data(dy, w, dx, accumulate, scratch));
 }
-inline void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, View<Cpu> db,
+UNETSRNN_KERNEL_API void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, View<Cpu> db,
                                    Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv2d_backward_params(x, dy, dw, db, scratch));
 }
-inline void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y,
+UNETSRNN_KERNEL_API void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y,
                                       Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_forward(x, w, b, y, scratch));
 }
-inline void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
+UNETSRNN_KERNEL_API void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
                                             bool accumulate, Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_backward_data(dy, w, dx, accumulate, scratch));
 }
-inline void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw,
+UNETSRNN_KERNEL_API void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw,
                                               View<Cpu> db, Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_backward_params(x, dy, dw, db, scratch));
 }
 
 }  // namespace unetsrnn::cpu
+#endif  // UNETSRNN_KERNEL_BODIES

@@ -116,8 +116,8 @@ template <int M, class T>
 void winograd_output_transform(const T* m, T* y) {
   sandwich(WinogradMatrices<M>::at, m, y);
 }
-template <int M>
-void winograd_filter_transform(const float* g, float* u) {
+template <int M, class T>
+void winograd_filter_transform(const T* g, T* u) {
   sandwich(WinogradMatrices<M>::g, g, u);
 }
 
@@ -130,16 +130,31 @@ void winograd_filters(CView<Cpu> w, bool flipped, float* u) {
   const int Cout = w.shape.n, Cin = w.shape.c;
   const int rows = flipped ? Cin : Cout, cols = flipped ? Cout : Cin;
   const std::size_t plane = static_cast<std::size_t>(rows) * cols;
+  // Eight columns at a time: their taps gathered into vectors, U's rows stored contiguously.
   parallel_for(rows, w.shape.size() > 65536, [&](long long row) {
     const int r = static_cast<int>(row);
-    for (int col = 0; col < cols; ++col) {
+    const auto taps = [&](int col) {
       const int o = flipped ? col : r, c = flipped ? r : col;
-      const float* s = w.data + (static_cast<std::size_t>(o) * Cin + c) * 9;
+      return w.data + (static_cast<std::size_t>(o) * Cin + c) * 9;
+    };
+    float* ur = u + static_cast<std::size_t>(r) * cols;
+    int col = 0;
+    for (; col + 8 <= cols; col += 8) {
+      Vec8 g[9], t[kPositions];
+      for (int k = 0; k < 9; ++k) {
+        float e[8];
+        for (int s = 0; s < 8; ++s) e[s] = taps(col + s)[flipped ? 8 - k : k];
+        g[k] = vload(e, Vec8{});
+      }
+      winograd_filter_transform<M>(g, t);
+      for (int xi = 0; xi < kPositions; ++xi) vstore(ur + xi * plane + col, t[xi]);
+    }
+    for (; col < cols; ++col) {
+      const float* s = taps(col);
       float g[9], t[kPositions];
       for (int k = 0; k < 9; ++k) g[k] = s[flipped ? 8 - k : k];
       winograd_filter_transform<M>(g, t);
-      for (int xi = 0; xi < kPositions; ++xi)
-        u[xi * plane + static_cast<std::size_t>(r) * cols + col] = t[xi];
+      for (int xi = 0; xi < kPositions; ++xi) ur[xi * plane + col] = t[xi];
     }
   });
 }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "unetsrnn/ops/cpu/isa.hpp"
+#include "unetsrnn/ops/cpu/kernel_linkage.hpp"
 #include "unetsrnn/ops/cpu/threads.hpp"
 #include "unetsrnn/ops/types.hpp"
 #include "unetsrnn/tensor/tensor.hpp"
@@ -69,18 +70,29 @@ struct SrnnCache<Cpu> {
 
 }  // namespace unetsrnn
 
+namespace unetsrnn::cpu {
+UNETSRNN_KERNEL_API void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y,
+                                      const SrnnConfig& cfg, SrnnCache<Cpu>& cache);
+UNETSRNN_KERNEL_API void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> dx,
+                                       View<Cpu> dw, bool accumulate, const SrnnConfig& cfg,
+                                       SrnnCache<Cpu>& cache);
+}  // namespace unetsrnn::cpu
+
+// The kernels and the bodies, unless this unit links them from elsewhere (kernel_linkage.hpp).
+#if UNETSRNN_KERNEL_BODIES
 #define UNETSRNN_KERNELS_HEADER "unetsrnn/ops/cpu/srnn_kernels.hpp"
 #include "unetsrnn/ops/cpu/foreach_isa.hpp"
 
 namespace unetsrnn::cpu {
 
-inline void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y, const SrnnConfig& cfg,
+UNETSRNN_KERNEL_API void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y, const SrnnConfig& cfg,
                          SrnnCache<Cpu>& cache) {
   UNETSRNN_CPU_DISPATCH(srnn_forward(x, w, y, cfg, cache));
 }
-inline void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> dx, View<Cpu> dw,
+UNETSRNN_KERNEL_API void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> dx, View<Cpu> dw,
                           bool accumulate, const SrnnConfig& cfg, SrnnCache<Cpu>& cache) {
   UNETSRNN_CPU_DISPATCH(srnn_backward(x, w, dy, dx, dw, accumulate, cfg, cache));
 }
 
 }  // namespace unetsrnn::cpu
+#endif  // UNETSRNN_KERNEL_BODIES
