@@ -257,6 +257,18 @@ TEST_CASE("JPEGs that would make stb 2.27 write out of bounds are refused before
       FormatError);
   CHECK_NOTHROW(
       decode_pixels(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), "fine.jpg"));
+  // A scan whose first component decodes with AC table 2, which no DHT defines (stb would read
+  // its uninitialised table).
+  const std::size_t sos = jpeg.find("\xff\xda");
+  REQUIRE(sos != std::string::npos);
+  std::string undefined = jpeg;
+  undefined[sos + 6] = static_cast<char>((undefined[sos + 6] & 0xF0) | 2);
+  CHECK(contains(error_of([&] {
+                   decode_pixels(reinterpret_cast<const unsigned char*>(undefined.data()),
+                                 undefined.size(), "scan.jpg");
+                 }),
+                 "cannot decode image 'scan.jpg': corrupt JPEG: a scan uses the AC Huffman table "
+                 "2, which no table before it defines"));
 }
 
 TEST_CASE("the pixel limit is checked from the header, before decoding") {

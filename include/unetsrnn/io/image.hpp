@@ -35,6 +35,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "unetsrnn/core/error.hpp"
@@ -167,16 +168,42 @@ bool for_each_jpeg_segment(const unsigned char* data, std::size_t size, Segment&
   return true;
 }
 
-// Why stb 2.27 (Debian 12's libstb) must not decode this JPEG, or empty. Its Huffman table
-// builder writes out of bounds for a DHT table of more than 256 codes (fixed in stb 2.28). The
-// tables are read as stb reads them: on past the segment's end while its length says so.
+// Why stb 2.27 (Debian 12's libstb) must not decode this JPEG, or empty:
+//  - its Huffman table builder writes out of bounds for a DHT table of more than 256 codes (fixed
+//    in stb 2.28). The tables are read as stb reads them: on past the segment's end while its
+//    length says so;
+//  - a scan that decodes with a Huffman table no DHT before it defined makes stb read its
+//    uninitialised table (an assertion fails, or without assertions it reads out of bounds). A
+//    baseline scan uses each component's DC and AC tables; a progressive one its DC tables (first
+//    DC scans) or its AC tables (AC scans), as stb decodes them.
 inline std::string jpeg_unsafe_reason(const unsigned char* data, std::size_t size) {
   std::string reason;
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   for_each_jpeg_segment(
       data, size,
       [&](unsigned char marker, const unsigned char* p, std::size_t length, std::size_t left) {
-        if (marker != 0xC4) return true;  // DHT: tables of 1 + 16 counts + their values
         auto byte = [&](std::size_t at) -> unsigned { return at < left ? p[at] : 0u; };
+        if (marker == 0xC2) progressive = true;
+        if (marker == 0xDA) {  // SOS: components (id, DC << 4 | AC), then Ss, Se, Ah << 4 | Al
+          const unsigned count = byte(0);
+          if (count < 1 || count > 4 || length < 4 + 2 * std::size_t{count}) return true;
+          const unsigned start = byte(1 + 2 * count), high = byte(3 + 2 * count) >> 4;
+          const bool dc = !progressive || (start == 0 && high == 0);
+          const bool ac = !progressive || start != 0;
+          for (unsigned i = 0; i < count; ++i) {
+            const unsigned tables = byte(2 + 2 * i), td = tables >> 4, ta = tables & 15;
+            if (td > 3 || ta > 3) return true;  // stb refuses the scan
+            for (const auto& [used, cls, id] : {std::tuple{dc, 0, td}, std::tuple{ac, 1, ta}})
+              if (used && !defined[cls][id]) {
+                reason = str_cat("corrupt JPEG: a scan uses the ", cls ? "AC" : "DC",
+                                 " Huffman table ", id, ", which no table before it defines");
+                return false;
+              }
+          }
+          return true;
+        }
+        if (marker != 0xC4) return true;  // DHT: tables of 1 + 16 counts + their values
         long remaining = static_cast<long>(length);
         for (std::size_t at = 0; remaining > 0;) {
           if ((byte(at) >> 4) > 1 || (byte(at) & 15) > 3) return true;  // stb refuses the header
@@ -186,6 +213,7 @@ inline std::string jpeg_unsafe_reason(const unsigned char* data, std::size_t siz
             reason = str_cat("corrupt JPEG: a Huffman table with ", codes, " codes (at most 256)");
             return false;
           }
+          defined[byte(at) >> 4][byte(at) & 15] = true;
           remaining -= 17 + static_cast<long>(codes);
           at += 17 + codes;
         }
