@@ -81,8 +81,8 @@ UNETSRNN_KERNEL_API void conv_transpose2x2_backward_params(CView<Cpu> x, CView<C
 
 namespace unetsrnn::cpu {
 
-UNETSRNN_KERNEL_API void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y, Act act,
-                           Tensor<Cpu>& scratch) {
+UNETSRNN_KERNEL_API void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y,
+                                        Act act, Tensor<Cpu>& scratch) {
   switch (conv_algo_for(w.shape, x.shape)) {
     case ConvAlgo::Winograd:
       UNETSRNN_CPU_DISPATCH(conv2d_forward_winograd(x, w, b, y, act, scratch));
@@ -93,8 +93,8 @@ UNETSRNN_KERNEL_API void conv2d_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b
   }
   UNETSRNN_CPU_DISPATCH(conv2d_forward(x, w, b, y, act, scratch));
 }
-UNETSRNN_KERNEL_API void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx, bool accumulate,
-                                 Tensor<Cpu>& scratch) {
+UNETSRNN_KERNEL_API void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
+                                              bool accumulate, Tensor<Cpu>& scratch) {
   switch (conv_algo_for(w.shape, dy.shape)) {
     case ConvAlgo::Winograd:
       UNETSRNN_CPU_DISPATCH(conv2d_backward_data_winograd(dy, w, dx, accumulate, scratch));
@@ -105,20 +105,21 @@ UNETSRNN_KERNEL_API void conv2d_backward_data(CView<Cpu> dy, CView<Cpu> w, View<
   }
   UNETSRNN_CPU_DISPATCH(conv2d_backward_data(dy, w, dx, accumulate, scratch));
 }
-UNETSRNN_KERNEL_API void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw, View<Cpu> db,
-                                   Tensor<Cpu>& scratch) {
+UNETSRNN_KERNEL_API void conv2d_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw,
+                                                View<Cpu> db, Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv2d_backward_params(x, dy, dw, db, scratch));
 }
-UNETSRNN_KERNEL_API void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b, View<Cpu> y,
-                                      Tensor<Cpu>& scratch) {
+UNETSRNN_KERNEL_API void conv_transpose2x2_forward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> b,
+                                                   View<Cpu> y, Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_forward(x, w, b, y, scratch));
 }
 UNETSRNN_KERNEL_API void conv_transpose2x2_backward_data(CView<Cpu> dy, CView<Cpu> w, View<Cpu> dx,
-                                            bool accumulate, Tensor<Cpu>& scratch) {
+                                                         bool accumulate, Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_backward_data(dy, w, dx, accumulate, scratch));
 }
-UNETSRNN_KERNEL_API void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy, View<Cpu> dw,
-                                              View<Cpu> db, Tensor<Cpu>& scratch) {
+UNETSRNN_KERNEL_API void conv_transpose2x2_backward_params(CView<Cpu> x, CView<Cpu> dy,
+                                                           View<Cpu> dw, View<Cpu> db,
+                                                           Tensor<Cpu>& scratch) {
   UNETSRNN_CPU_DISPATCH(conv_transpose2x2_backward_params(x, dy, dw, db, scratch));
 }
 

@@ -85,12 +85,13 @@ UNETSRNN_KERNEL_API void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy
 
 namespace unetsrnn::cpu {
 
-UNETSRNN_KERNEL_API void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y, const SrnnConfig& cfg,
-                         SrnnCache<Cpu>& cache) {
+UNETSRNN_KERNEL_API void srnn_forward(CView<Cpu> x, CView<Cpu> w, View<Cpu> y,
+                                      const SrnnConfig& cfg, SrnnCache<Cpu>& cache) {
   UNETSRNN_CPU_DISPATCH(srnn_forward(x, w, y, cfg, cache));
 }
-UNETSRNN_KERNEL_API void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> dx, View<Cpu> dw,
-                          bool accumulate, const SrnnConfig& cfg, SrnnCache<Cpu>& cache) {
+UNETSRNN_KERNEL_API void srnn_backward(CView<Cpu> x, CView<Cpu> w, CView<Cpu> dy, View<Cpu> dx,
+                                       View<Cpu> dw, bool accumulate, const SrnnConfig& cfg,
+                                       SrnnCache<Cpu>& cache) {
   UNETSRNN_CPU_DISPATCH(srnn_backward(x, w, dy, dx, dw, accumulate, cfg, cache));
 }
 
