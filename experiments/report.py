@@ -68,6 +68,11 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def p_text(p):
+    """A p-value as the tables print it: four decimals, or a bound below 0.0001."""
+    return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
+
+
 def sign_flip_exact(diffs):
     """Two-sided exact sign-flip permutation p-value of the mean paired difference."""
     obs = abs(sum(diffs))
@@ -236,13 +241,13 @@ def paired_section(rows):
                 keys = sorted(set(img_a) & set(img_b))
                 idiffs = [img_a[k] - img_b[k] for k in keys]
                 img_cols = (f"{len(keys)} | {statistics.fmean(idiffs):+.4f} | "
-                            f"{sign_flip_monte_carlo(idiffs):.4f} | {wilcoxon(idiffs):.4f}"
+                            f"{p_text(sign_flip_monte_carlo(idiffs))} | {p_text(wilcoxon(idiffs))}"
                             if keys else "— | — | — | —")
                 out.append(
                     f"| {DATA[data]} | {NAMES.get(a, a)} vs {NAMES.get(b, b)} ({LOSS[loss]}) | "
                     f"{len(folds)} | {statistics.fmean(diffs):+.4f} | "
-                    f"{', '.join(f'{d:+.3f}' for d in diffs)} | {sign_flip_exact(diffs):.4f} | "
-                    f"{wilcoxon(diffs):.4f} | {img_cols} |")
+                    f"{', '.join(f'{d:+.3f}' for d in diffs)} | {p_text(sign_flip_exact(diffs))} | "
+                    f"{p_text(wilcoxon(diffs))} | {img_cols} |")
     if not found:
         out.append("| no paired cells finished yet | | | | | | | | | | |")
     return out
