@@ -125,9 +125,12 @@ Options parse(int argc, char** argv) {
       } catch (const std::invalid_argument& e) {
         usage(e.what());
       }
-    } else if (arg == "--sections")
+    } else if (arg == "--sections") {
       o.sections = split(value, ',');
-    else if (arg == "--json")
+      for (const std::string& s : o.sections)
+        if (s != "peak" && s != "gemm" && s != "layers" && s != "models")
+          usage("--sections: unknown section '" + s + "': expected peak, gemm, layers or models");
+    } else if (arg == "--json")
       o.json = value;
     else
       usage("unknown option " + arg);
