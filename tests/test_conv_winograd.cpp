@@ -319,7 +319,7 @@ TEST_CASE("set_conv_algorithm chooses direct or Winograd; auto follows its docum
   cpu::set_conv_algorithm(ConvAlgo::Auto);
   const cpu::Isa saved_isa = cpu::active_isa();
   // The register tiles' rule (avx2 and avx512 share it) on the widest such path this CPU runs:
-  // F(4x4) from 32 channels and 64 x 64 2x2 tiles per image, F(2x2) from 64 channels and 256
+  // F(4x4) from 32 channels and 32 x 32 2x2 tiles per image, F(2x2) from 64 channels and 256
   // tiles per image, direct elsewhere, on both sides of each threshold.
   const cpu::Isa tiles_isa = cpu::best_isa();
   if (tiles_isa == cpu::Isa::Portable) {
@@ -327,16 +327,16 @@ TEST_CASE("set_conv_algorithm chooses direct or Winograd; auto follows its docum
   } else {
     cpu::set_isa(tiles_isa);
     CAPTURE(cpu::active_isa_name());
-    expect_ran(what_ran(1, 32, 40, 128, 128, 3), ConvAlgo::Winograd4);
-    expect_ran(what_ran(1, 40, 32, 128, 126, 3), ConvAlgo::Direct);  // 4032 tiles, 32 channels
-    expect_ran(what_ran(1, 64, 64, 128, 126, 3), ConvAlgo::Winograd);
-    expect_ran(what_ran(1, 31, 32, 128, 128, 3), ConvAlgo::Direct);  // 31 input channels
-    expect_ran(what_ran(2, 64, 72, 32, 32, 3), ConvAlgo::Winograd);  // 256 tiles per image
-    expect_ran(what_ran(2, 64, 64, 32, 30, 3), ConvAlgo::Direct);    // 240 tiles per image
-    expect_ran(what_ran(2, 64, 48, 32, 32, 3), ConvAlgo::Direct);    // 48 output channels
-    expect_ran(what_ran(2, 3, 32, 128, 128, 3), ConvAlgo::Direct);   // the 3-channel input conv
-    expect_ran(what_ran(2, 512, 512, 10, 12, 3), ConvAlgo::Direct);  // the deepest HW level
-    expect_ran(what_ran(2, 32, 32, 16, 24, 1), ConvAlgo::Direct);    // 1x1
+    expect_ran(what_ran(1, 32, 40, 64, 64, 3), ConvAlgo::Winograd4);  // 1024 tiles
+    expect_ran(what_ran(1, 40, 32, 64, 62, 3), ConvAlgo::Direct);     // 992 tiles, 32 channels
+    expect_ran(what_ran(1, 64, 64, 64, 62, 3), ConvAlgo::Winograd);   // 992 tiles, 64 channels
+    expect_ran(what_ran(1, 31, 32, 64, 64, 3), ConvAlgo::Direct);     // 31 input channels
+    expect_ran(what_ran(2, 64, 72, 32, 32, 3), ConvAlgo::Winograd);   // 256 tiles per image
+    expect_ran(what_ran(2, 64, 64, 32, 30, 3), ConvAlgo::Direct);     // 240 tiles per image
+    expect_ran(what_ran(2, 64, 48, 32, 32, 3), ConvAlgo::Direct);     // 48 output channels
+    expect_ran(what_ran(2, 3, 32, 128, 128, 3), ConvAlgo::Direct);    // the 3-channel input conv
+    expect_ran(what_ran(2, 512, 512, 10, 12, 3), ConvAlgo::Direct);   // the deepest HW level
+    expect_ran(what_ran(2, 32, 32, 16, 24, 1), ConvAlgo::Direct);     // 1x1
   }
   // Eigen's GEMM's rule (portable, which every CPU runs): F(4x4) from 32 channels, 120 tiles and
   // 15360 channel-tiles per image, F(2x2) from 128 channels, direct elsewhere.

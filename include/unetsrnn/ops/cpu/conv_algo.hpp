@@ -10,8 +10,8 @@
 //             with a larger rounding error (worst-case bound ~36 times F(2x2)'s, measured ~5
 //             times);
 //   auto      per convolution, from its shape and the CPU path (auto_conv_algo below): with the
-//             register tiles F(4x4) on wide high-resolution layers, F(2x2) on the 64-128-channel
-//             middle levels, direct elsewhere; with Eigen's GEMM (portable) Winograd from 32
+//             register tiles F(4x4) on the high-resolution levels, F(2x2) on the 128-channel
+//             middle level, direct elsewhere; with Eigen's GEMM (portable) Winograd from 32
 //             channels on, down to the deepest levels. The default.
 // The environment variable UNETSRNN_CONV_ALGO=auto|direct|winograd|winograd4, read once at the
 // first convolution, or set_conv_algorithm chooses. Winograd only computes 3x3 kernels (the ops'
@@ -90,15 +90,17 @@ inline bool winograd_applies(const Shape& w) { return w.h == 3 && w.w == 3; }
 // Channels: the smaller of the input and output counts; tiles: 2x2 output tiles per image.
 //
 // The register tiles (avx2; avx512 has not been measured and follows avx2):
-//   - F(4x4) won at 32 channels on 160 x 192 (5.0-6.3 ms against direct's 7.5-8.9) and tied F(2x2)
-//     at 64 channels on 80 x 96; it lost from 128 channels on 40 x 48 (few tiles per filter read);
-//   - F(2x2) won from 64 channels with >= 480 tiles per image (64 on 80 x 96: 5.8-6.0 against
-//     7.2-7.8; 128 on 40 x 48: 5.0-6.0 against 6.9-8.7), tied at 32 channels on 40 x 48 and lost
-//     at 256 channels on 20 x 24 (120 tiles) and 512 on 10 x 12, and with 8-16 channels;
-// so F(4x4) for >= 32 channels and >= 4096 tiles (128 x 128 pixels), F(2x2) for >= 64 channels
+//   - F(4x4) won at 32 channels on 160 x 192 (5.0-6.3 ms against direct's 7.5-8.9, batch 2) and
+//     at 64 channels on 80 x 96 (1920 tiles; three runs each at batch 1 and 2, F(4x4) / F(2x2):
+//     2.5-3.7 / 3.0-4.2 ms at batch 1, 4.7-7.2 / 7.2-8.1 at batch 2, one tie); it lost from 128
+//     channels on 40 x 48 (480 tiles: 2.9 / 2.3 at batch 1; few tiles per filter read);
+//   - F(2x2) won from 64 channels with >= 480 tiles per image (128 on 40 x 48: 5.0-6.0 against
+//     direct's 6.9-8.7, batch 2), tied at 32 channels on 40 x 48 and lost at 256 channels on
+//     20 x 24 (120 tiles) and 512 on 10 x 12, and with 8-16 channels;
+// so F(4x4) for >= 32 channels and >= 1024 tiles (64 x 64 pixels), F(2x2) for >= 64 channels
 // and >= 256 tiles, direct elsewhere (the LW models' convolutions all run direct).
 constexpr int kWinograd4MinChannels = 32;
-constexpr long long kWinograd4MinTiles = 4096;
+constexpr long long kWinograd4MinTiles = 1024;
 constexpr int kWinogradMinChannels = 64;
 constexpr long long kWinogradMinTiles = 256;
 // Eigen's GEMM (portable), whose direct products run at 20-55 GFLOP/s here against the tiles'
