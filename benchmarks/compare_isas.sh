@@ -6,7 +6,7 @@
 # the raw JSON under build-bench/results/isas/.
 #   bash benchmarks/compare_isas.sh
 # Environment: MODELS (default: the original's four), ROUNDS (default 3), STEPS (default 3),
-# THREADS (default 2), BUILD (default build-bench; bench_models is built there when missing), OUT
+# THREADS (default 2), BUILD (default build-bench; bench_models is (re)built there first), OUT
 # (default benchmarks/CPU_PATHS.md), REPORT_ONLY=1 (measure nothing: rewrite OUT from the last
 # run's raw results). Run it on a quiet machine: nothing else may load the CPU.
 set -euo pipefail
@@ -20,12 +20,13 @@ out=${OUT:-benchmarks/CPU_PATHS.md}
 raw=$build/results/isas
 measure() {
   local bench=$build/benchmarks/bench_models isa m round cmd paths=""
-  if [ ! -x "$bench" ]; then
+  # Configured once; built every time, so that the timings are of the checked-out code.
+  if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DUNETSRNN_BUILD_BENCHMARKS=ON \
       -DUNETSRNN_BUILD_TESTS=OFF -DUNETSRNN_BUILD_EXAMPLES=OFF -DUNETSRNN_CUDA=OFF \
       -DUNETSRNN_MPI=OFF >/dev/null
-    cmake --build "$build" --target bench_models -j "$(nproc)" >/dev/null
   fi
+  cmake --build "$build" --target bench_models -j "$(nproc)" >/dev/null
   rm -rf "$raw"
   mkdir -p "$raw"
   # The paths this CPU runs: bench_models refuses one it lacks (non-zero exit, nothing timed).
